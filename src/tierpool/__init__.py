@@ -1,0 +1,6 @@
+"""tierpool: a dbt-style DuckDB warehouse with hierarchical Bayesian calibration."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+

@@ -1,0 +1,3 @@
+from tierpool.cli import main
+
+main()
