@@ -1,0 +1,270 @@
+"""DuckDB execution: the only module that imports duckdb to run the warehouse.
+
+Every write replaces a relation inside one transaction (DuckDB's DDL is
+transactional), so a failing statement rolls back and leaves the previous
+relation exactly as it was. Callers group several writes (e.g. all outputs of a
+Python model) by wrapping them in :func:`transaction`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tierpool.errors import DatabaseError, ModelError
+from tierpool.nodes import Column
+
+Connection = duckdb.DuckDBPyConnection
+
+_LOCK_RE = re.compile(r"Could not set lock on file \"(?P<path>[^\"]+)\"")
+_PID_RE = re.compile(r"\(PID (?P<pid>\d+)\)")
+_TRAILING_SEMICOLON = re.compile(r";\s*(--[^\n]*\s*)*$")
+
+
+def strip_sql(sql: str) -> str:
+    """Return ``sql`` without a trailing ``;`` (and comments after it) so it can be nested.
+
+    >>> strip_sql("select 1 as x;  -- done\\n")
+    'select 1 as x'
+    """
+    text = sql.strip()
+    text = _TRAILING_SEMICOLON.sub("", text).rstrip()
+    return text.rstrip(";").rstrip()
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lock_error(path: Path, exc: Exception) -> DatabaseError:
+    text = str(exc)
+    pid = _PID_RE.search(text)
+    holder = f" by process {pid.group('pid')}" if pid else " by another process"
+    return DatabaseError(
+        f"database {path} is locked{holder} (e.g. a DuckDB CLI or another tierpool command). "
+        "Close that connection or wait for it to finish, then retry."
+    )
+
+
+def connect(path: Path, read_only: bool = False, wait_s: float = 0.0) -> Connection:
+    """Open the warehouse file, turning DuckDB's lock conflicts into a clear DatabaseError.
+
+    Args:
+        path: The DuckDB database file.
+        read_only: Open read-only (queries); the file must then exist.
+        wait_s: Keep retrying for this many seconds while another process holds the
+            file: a build reopening the database after a fit waits for ad-hoc readers.
+
+    Raises:
+        DatabaseError: The file is missing (read-only) or locked by another process.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise DatabaseError(f"no warehouse at {path}: run `tierpool build` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not _LOCK_RE.search(str(exc)):
+                raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise _lock_error(path, exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+@contextmanager
+def transaction(con: Connection) -> Iterator[Connection]:
+    """BEGIN ... COMMIT, rolling back on any exception so nothing half-written stays."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def relation_kind(con: Connection, name: str) -> str | None:
+    """Return "table", "view" or None for a relation in the main schema."""
+    row = con.execute(
+        "select 'table' from duckdb_tables() where schema_name = 'main' and not temporary"
+        " and lower(table_name) = lower($1)"
+        " union all select 'view' from duckdb_views() where schema_name = 'main'"
+        " and not internal and not temporary and lower(view_name) = lower($1)",
+        [name],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _drop_other_kind(con: Connection, name: str, kind: str) -> None:
+    existing = relation_kind(con, name)
+    if existing and existing != kind:
+        con.execute(f"DROP {existing.upper()} {quote(name)}")
+
+
+def replace_relation(con: Connection, name: str, select_sql: str, kind: str) -> int | None:
+    """CREATE OR REPLACE a view or table from a SELECT; call inside :func:`transaction`.
+
+    Returns:
+        The table's row count, or None for a view (counting would run the view).
+    """
+    _drop_other_kind(con, name, kind)
+    con.execute(f"CREATE OR REPLACE {kind.upper()} {quote(name)} AS\n{strip_sql(select_sql)}\n")
+    return count_rows(con, name) if kind == "table" else None
+
+
+def append_rows(
+    con: Connection, name: str, select_sql: str, unique_key: Sequence[str] = ()
+) -> int:
+    """Add the SELECT's rows to a kept table, first deleting rows with the same unique_key.
+
+    Call inside :func:`transaction` so the delete and insert commit together and a
+    rerun with the same keys is idempotent.
+
+    Returns:
+        The number of rows inserted.
+    """
+    _drop_other_kind(con, name, "table")
+    if relation_kind(con, name) is None:
+        con.execute(f"CREATE TABLE {quote(name)} AS\n{strip_sql(select_sql)}\n")
+        return count_rows(con, name)
+    staged = "__tierpool_new_rows"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {staged} AS\n{strip_sql(select_sql)}\n")
+    if unique_key:
+        match = " AND ".join(
+            f"{quote(name)}.{quote(k)} IS NOT DISTINCT FROM {staged}.{quote(k)}" for k in unique_key
+        )
+        con.execute(f"DELETE FROM {quote(name)} USING {staged} WHERE {match}")
+    con.execute(f"INSERT INTO {quote(name)} BY NAME SELECT * FROM {staged}")
+    inserted = count_rows(con, staged)
+    con.execute(f"DROP TABLE {staged}")
+    return inserted
+
+
+def count_rows(con: Connection, relation: str) -> int:
+    """Row count of a relation."""
+    return int(con.execute(f"SELECT count(*) FROM {quote(relation)}").fetchone()[0])
+
+
+def read_df(con: Connection, relation: str) -> Any:
+    """The whole relation as a pandas DataFrame."""
+    return con.sql(f"SELECT * FROM {quote(relation)}").df()
+
+
+def _to_registrable(data: Any) -> Any:
+    """DataFrames and Arrow tables register directly; DuckDB relations become Arrow."""
+    if isinstance(data, duckdb.DuckDBPyRelation):
+        return data.to_arrow_table()
+    return data
+
+
+def detach(data: Any) -> Any:
+    """Detach returned data from its DuckDB connection (relations -> Arrow) before ours reopens."""
+    return _to_registrable(data)
+
+
+def _check_columns(output: str, got: list[str], declared: Sequence[Column]) -> None:
+    have = {c.lower() for c in got}
+    want = [c.name.lower() for c in declared]
+    missing = [c for c in want if c not in have]
+    extra = sorted(have - set(want))
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"unexpected column(s) {', '.join(extra)}")
+    if problems:
+        raise ModelError(
+            f"output '{output}': {'; '.join(problems)} "
+            f"(declared: {', '.join(want)}; returned: {', '.join(got)}). "
+            "Return exactly the declared columns or update the properties yml."
+        )
+
+
+def _cast_select(view: str, declared: Sequence[Column]) -> str:
+    parts = []
+    for col in declared:
+        ident = quote(col.name)
+        parts.append(f"CAST({ident} AS {col.type}) AS {ident}" if col.type else ident)
+    return f"SELECT {', '.join(parts)} FROM {view}"
+
+
+def _find_bad_cast(con: Connection, output: str, view: str, declared: Sequence[Column]) -> None:
+    for col in declared:
+        if not col.type:
+            continue
+        ident = quote(col.name)
+        bad = con.execute(
+            f"SELECT {ident}::VARCHAR FROM {view} WHERE {ident} IS NOT NULL"
+            f" AND TRY_CAST({ident} AS {col.type}) IS NULL LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            raise ModelError(
+                f"output '{output}': column '{col.name}' value {bad[0]!r} cannot be cast to "
+                f"declared type {col.type}"
+            )
+
+
+def _shape(data: Any) -> tuple[list[str], int]:
+    """Column names and row count of a DataFrame or Arrow table without touching DuckDB."""
+    if hasattr(data, "column_names"):  # pyarrow.Table
+        return [str(c) for c in data.column_names], int(data.num_rows)
+    return [str(c) for c in data.columns], int(len(data))
+
+
+def write_output(
+    con: Connection,
+    name: str,
+    data: Any,
+    columns: Sequence[Column],
+    materialized: str,
+    unique_key: Sequence[str] = (),
+) -> int:
+    """Write a DataFrame / Arrow table / relation as ``name``; call inside :func:`transaction`.
+
+    The data is checked against the declared columns (none missing, none extra) and
+    cast to the declared types. An empty result for an ``append`` output adds nothing
+    (creating the table with the declared columns if it does not exist yet).
+
+    Returns:
+        Rows written (inserted, for append).
+
+    Raises:
+        ModelError: Column mismatch or a value that cannot be cast, naming output and column.
+    """
+    data = _to_registrable(data)
+    got, n_rows = _shape(data)
+    if materialized == "append" and n_rows == 0:
+        if relation_kind(con, name) is None and columns and all(c.type for c in columns):
+            cols = ", ".join(f"{quote(c.name)} {c.type}" for c in columns)
+            con.execute(f"CREATE TABLE {quote(name)} ({cols})")
+        return 0
+    if columns:
+        _check_columns(name, got, columns)
+    view = "__tierpool_output"
+    con.register(view, data)
+    try:
+        if columns:
+            # Check casts first: after a failed statement DuckDB's transaction is
+            # aborted, so the offending column could no longer be looked up.
+            _find_bad_cast(con, name, view, columns)
+            select = _cast_select(view, columns)
+        else:
+            select = f"SELECT * FROM {view}"
+        if materialized == "append":
+            return append_rows(con, name, select, unique_key)
+        return replace_relation(con, name, select, "table") or 0
+    finally:
+        con.unregister(view)

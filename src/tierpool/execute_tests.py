@@ -1,0 +1,67 @@
+"""Running data tests: each test's SQL selects failing rows; zero rows is a pass.
+
+A failure reports how many rows failed, on which relation, by which rule, and up
+to five example rows. ``warn`` severity turns a failure into a warning (exit 0).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import time
+from typing import Any
+
+from tierpool import engine
+from tierpool.nodes import DataTest
+from tierpool.results import NodeResult
+
+MAX_EXAMPLES = 5
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime, dt.time, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN is not valid JSON
+        return None
+    return value
+
+
+def describe_rule(test: DataTest) -> str:
+    """A short description of what the test checks, e.g. ``not_null(model_id)``."""
+    spec = test.spec
+    if spec is None:
+        return f"singular test {test.path.name if test.path else test.name}"
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(spec.args.items()))
+    target = spec.column or spec.relation
+    rule = f"{spec.kind}({target}{', ' + args if args else ''})"
+    return f"{rule} where {spec.where}" if spec.where else rule
+
+
+def run_data_test(con: engine.Connection, test: DataTest) -> NodeResult:
+    """Run one data test and return its result (never raises for SQL errors).
+
+    Returns:
+        A NodeResult with status pass, fail (error severity), warn or error.
+    """
+    started = time.perf_counter()
+    relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
+    result = NodeResult(name=test.name, kind="test", status="pass", relation=relation)
+    sql = engine.strip_sql(test.sql)
+    try:
+        failures = int(con.execute(f"SELECT count(*) FROM (\n{sql}\n)").fetchone()[0])
+        result.failures = failures
+        if failures:
+            rel = con.sql(f"SELECT * FROM (\n{sql}\n) LIMIT {MAX_EXAMPLES}")
+            columns = rel.columns
+            result.examples = [
+                {c: _jsonable(v) for c, v in zip(columns, row)} for row in rel.fetchall()
+            ]
+            result.status = "warn" if test.severity == "warn" else "fail"
+            result.message = (
+                f"{failures} failing row(s) in {relation}: {describe_rule(test)}"
+            )
+    except Exception as exc:  # a test that cannot run is an error, not a crash
+        result.status = "error"
+        result.message = f"test SQL failed: {str(exc).splitlines()[0]}"
+    result.execution_time = time.perf_counter() - started
+    return result

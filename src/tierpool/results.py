@@ -1,0 +1,125 @@
+"""Result objects of a run: what happened to each node and test (data, no behaviour)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RESOURCE_TYPES = {"seed": "seed", "source": "source", "sql": "model", "python": "model", "test": "test"}
+# Statuses that make a run fail (exit code 1).
+FAILING = ("error", "fail")
+
+
+def unique_id(kind: str, name: str) -> str:
+    """dbt-like id, e.g. ``model.residuals``, ``test.not_null_models_model_id``."""
+    return f"{RESOURCE_TYPES.get(kind, kind)}.{name}"
+
+
+@dataclass
+class RunOptions:
+    """What to run and how (built once by the CLI, passed explicitly).
+
+    Attributes:
+        select: ``--select`` selectors (None = everything).
+        exclude: ``--exclude`` selectors.
+        vars: CLI ``--vars`` (merged over project vars and options for ``ctx.vars``).
+        options: Run options for Python models (fit_tune, fit_draws, fit_chains,
+            fit_id, refit); None values are dropped.
+        progress: Show progress bars in Python models.
+        args: The invocation's arguments, recorded in run_results.json.
+    """
+
+    select: list[str] | None = None
+    exclude: list[str] | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NodeResult:
+    """The outcome of one node or data test.
+
+    status is one of success, error, skipped (nodes) or pass, fail, warn, error,
+    skipped (tests).
+    """
+
+    name: str
+    kind: str
+    status: str
+    execution_time: float = 0.0
+    rows: int | None = None
+    message: str = ""
+    relation: str = ""
+    failures: int | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    traceback: str = ""  # shown with --debug only; not written to run_results.json
+
+    @property
+    def unique_id(self) -> str:
+        return unique_id(self.kind, self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The run_results.json entry."""
+        out: dict[str, Any] = {
+            "unique_id": self.unique_id,
+            "name": self.name,
+            "resource_type": RESOURCE_TYPES.get(self.kind, self.kind),
+            "status": self.status,
+            "execution_time": round(self.execution_time, 4),
+            "rows": self.rows,
+            "message": self.message,
+        }
+        if self.kind == "test":
+            out.update(relation=self.relation, failures=self.failures, examples=self.examples)
+        return out
+
+
+@dataclass
+class RunResults:
+    """All results of one command, in execution order."""
+
+    command: str
+    results: list[NodeResult] = field(default_factory=list)
+    elapsed: float = 0.0
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """PASS / WARN / ERROR / SKIP / TOTAL, as in the summary line."""
+        statuses = [r.status for r in self.results]
+        return {
+            "PASS": sum(s in ("success", "pass") for s in statuses),
+            "WARN": sum(s == "warn" for s in statuses),
+            "ERROR": sum(s in FAILING for s in statuses),
+            "SKIP": sum(s == "skipped" for s in statuses),
+            "TOTAL": len(statuses),
+        }
+
+    @property
+    def success(self) -> bool:
+        return not any(r.status in FAILING for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.success else 1
+
+    def by_name(self, name: str) -> NodeResult:
+        """The result of a node or test by name (KeyError if it did not run)."""
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+class Reporter:
+    """Receives progress events; the default reports nothing (library use)."""
+
+    def start(self, index: int, total: int, kind: str, name: str) -> None:
+        """A node or test starts (index is 1-based)."""
+
+    def finish(self, index: int, total: int, result: NodeResult) -> None:
+        """A node or test finished."""
+
+    def log(self, message: str) -> None:
+        """A Python model called ``ctx.log``."""

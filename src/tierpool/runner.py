@@ -1,0 +1,222 @@
+"""The runner: builds selected nodes in topological order and runs their data tests.
+
+It returns result objects and keeps going: a failed node (or a failed
+error-severity test) marks its descendants as skipped, naming the cause, while
+independent branches still build. A writing command holds target/tierpool.lock
+for its whole duration.
+
+Library API (the CLI is a thin layer over it)::
+
+    from tierpool.project import load_project
+    from tierpool import runner
+    results = runner.build(load_project("."), runner.RunOptions(select=["residuals+"]))
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from tierpool import artifacts, constants as c
+from tierpool.errors import TierpoolError
+from tierpool.graph import Graph
+from tierpool.lock import BuildLock
+from tierpool.materialize import Session, build_node, resolve
+from tierpool.nodes import DataTest, Node
+from tierpool.results import NodeResult, Reporter, RunOptions, RunResults
+from tierpool.seeds import display_path
+
+if TYPE_CHECKING:
+    from tierpool.project import Project
+
+__all__ = ["RunOptions", "RunResults", "NodeResult", "build", "run", "seed", "test", "execute"]
+
+COMMAND_KINDS = {
+    "build": ("seed", "source", "sql", "python"),
+    "run": ("source", "sql", "python"),
+    "seed": ("seed",),
+    "test": (),
+}
+
+
+def _select(project: Project, graph: Graph, options: RunOptions) -> list[str]:
+    try:
+        from tierpool.graph import select_nodes  # type: ignore[attr-defined]
+    except ImportError:
+        from tierpool.selection import select_nodes
+    return select_nodes(project, graph, options.select, options.exclude)
+
+
+def tests_for(project: Project, selected: Iterable[str]) -> list[DataTest]:
+    """Data tests attached to any of the selected nodes, sorted by name."""
+    chosen = set(selected)
+    owner = project.relation_owner
+    return [
+        t for name, t in sorted(project.tests.items())
+        if any(owner.get(r) in chosen for r in (t.attached_to or t.depends_on))
+    ]
+
+
+def build(project: Project, options: RunOptions | None = None, reporter: Reporter | None = None) -> RunResults:
+    """Seeds, sources, models and their tests (each node's tests right after it)."""
+    return execute(project, "build", options, reporter)
+
+
+def run(project: Project, options: RunOptions | None = None, reporter: Reporter | None = None) -> RunResults:
+    """Sources, SQL and Python models only (no seeds, no tests)."""
+    return execute(project, "run", options, reporter)
+
+
+def seed(project: Project, options: RunOptions | None = None, reporter: Reporter | None = None) -> RunResults:
+    """Load the selected seeds."""
+    return execute(project, "seed", options, reporter)
+
+
+def test(project: Project, options: RunOptions | None = None, reporter: Reporter | None = None) -> RunResults:
+    """Run the data tests attached to the selected nodes against the existing warehouse."""
+    return execute(project, "test", options, reporter)
+
+
+def execute(
+    project: Project, command: str, options: RunOptions | None = None, reporter: Reporter | None = None
+) -> RunResults:
+    """Run ``command`` (build, run, seed, test) and write target/run_results.json.
+
+    Raises:
+        DatabaseError: The warehouse is locked by another build or process.
+        ConfigError: A selector names nothing.
+    """
+    options = options or RunOptions()
+    started = time.perf_counter()
+    graph = Graph.from_project(project)
+    selected = _select(project, graph, options)
+    kinds = COMMAND_KINDS[command]
+    nodes = [n for n in selected if project.nodes[n].kind in kinds]
+    tests = tests_for(project, selected) if command in ("build", "test") else []
+    artifacts.write_manifest(project, graph)
+    results = RunResults(command=command, args=options.args)
+    run = _Run(project, graph, options, reporter or Reporter(), results, len(nodes) + len(tests))
+    lock = BuildLock(project.target_dir / c.LOCK_FILE, project.target.path, f"tierpool {command}")
+    with lock:
+        try:
+            run.go(nodes, tests)
+        finally:
+            run.session.close()
+    results.elapsed = time.perf_counter() - started
+    artifacts.write_run_results(project, results)
+    return results
+
+
+class _Run:
+    """State of one run: results so far and which nodes are blocked, and why."""
+
+    def __init__(
+        self, project: Project, graph: Graph, options: RunOptions, reporter: Reporter,
+        results: RunResults, total: int,
+    ) -> None:
+        self.project, self.graph, self.options = project, graph, options
+        self.reporter, self.results, self.total = reporter, results, total
+        self.session = Session(project.target.path, project.root)
+        self.blocked: dict[str, str] = {}
+        self.status: dict[str, str] = {}
+        self.index = 0
+
+    def go(self, nodes: list[str], tests: list[DataTest]) -> None:
+        in_run = set(nodes)
+        pending = list(tests)
+        self._run_ready(pending, in_run)
+        for name in nodes:
+            self._run_node(self.project.nodes[name])
+            self._run_ready(pending, in_run)
+
+    def _required(self, test: DataTest, in_run: set[str]) -> set[str]:
+        owner = self.project.relation_owner
+        rels = set(test.attached_to) | set(test.depends_on)
+        return {owner[r] for r in rels if r in owner and owner[r] in in_run}
+
+    def _run_ready(self, pending: list[DataTest], in_run: set[str]) -> None:
+        for test in list(pending):
+            required = self._required(test, in_run)
+            if required <= set(self.status):
+                pending.remove(test)
+                self._run_test(test, required)
+
+    def _record(self, result: NodeResult) -> None:
+        self.results.results.append(result)
+        self.reporter.finish(self.index, self.total, result)
+
+    def _run_node(self, node: Node) -> None:
+        self.index += 1
+        if node.name in self.blocked:
+            self.status[node.name] = "skipped"
+            self._record(NodeResult(node.name, node.kind, "skipped", message=self.blocked[node.name]))
+            return
+        self.reporter.start(self.index, self.total, node.kind, node.name)
+        result = self._build(node)
+        self.status[node.name] = result.status
+        if result.status == "error":
+            self._block_downstream(node.name, f"skipped: upstream {node.name} failed")
+        self._record(result)
+
+    def _build(self, node: Node) -> NodeResult:
+        started = time.perf_counter()
+        result = NodeResult(node.name, node.kind, "success")
+        try:
+            result.rows, result.message = build_node(self.session, node, self._ctx_args())
+        except Exception as exc:
+            result.status = "error"
+            result.message = self._error_message(node, exc)
+            result.traceback = traceback.format_exc()
+        result.execution_time = time.perf_counter() - started
+        return result
+
+    def _error_message(self, node: Node, exc: Exception) -> str:
+        if isinstance(exc, TierpoolError):
+            return str(exc)
+        where = node.name
+        if node.path is not None:
+            where = display_path(resolve(self.project.root, node.path), self.project.root)
+        return f"{where}: {exc}".strip()
+
+    def _ctx_args(self) -> dict[str, Any]:
+        opts = {k: v for k, v in self.options.options.items() if v is not None}
+        opts.setdefault("refit", False)
+        opts["progress"] = self.options.progress
+        return {
+            "vars": {**self.project.vars, **opts, **self.options.vars},
+            "options": opts,
+            "target_dir": self.project.target_dir,
+            "log": self.reporter.log,
+            "progress": self.options.progress,
+        }
+
+    def _block_downstream(self, name: str, reason: str) -> None:
+        for child in self.graph.downstream(name):
+            self.blocked.setdefault(child, reason)
+
+    def _run_test(self, test: DataTest, required: set[str]) -> None:
+        from tierpool.execute_tests import run_data_test
+
+        self.index += 1
+        failed = sorted(n for n in required if self.status.get(n) != "success")
+        if failed:
+            result = NodeResult(
+                test.name, "test", "skipped",
+                message=f"skipped: {', '.join(failed)} did not build",
+                relation=", ".join(test.attached_to),
+            )
+            self._record(result)
+            return
+        self.reporter.start(self.index, self.total, "test", test.name)
+        try:
+            result = run_data_test(self.session.open(), test)
+        except TierpoolError as exc:  # e.g. the database is locked or missing
+            result = NodeResult(test.name, "test", "error", message=str(exc))
+        if result.status == "fail":
+            owner = self.project.relation_owner
+            for rel in test.attached_to:
+                if rel in owner:
+                    self._block_downstream(owner[rel], f"skipped: test {test.name} failed")
+        self._record(result)
