@@ -98,14 +98,15 @@ def transaction(con: Connection) -> Iterator[Connection]:
 
 def relation_kind(con: Connection, name: str) -> str | None:
     """Return "table", "view" or None for a relation in the main schema."""
-    row = con.execute(
+    # fetchall, not fetchone: DuckDB 2 refuses new work while a result is unfinished.
+    rows = con.execute(
         "select 'table' from duckdb_tables() where schema_name = 'main' and not temporary"
         " and lower(table_name) = lower($1)"
         " union all select 'view' from duckdb_views() where schema_name = 'main'"
         " and not internal and not temporary and lower(view_name) = lower($1)",
         [name],
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return rows[0][0] if rows else None
 
 
 def _drop_other_kind(con: Connection, name: str, kind: str) -> None:
@@ -155,7 +156,7 @@ def append_rows(
 
 def count_rows(con: Connection, relation: str) -> int:
     """Row count of a relation."""
-    return int(con.execute(f"SELECT count(*) FROM {quote(relation)}").fetchone()[0])
+    return int(con.execute(f"SELECT count(*) FROM {quote(relation)}").fetchall()[0][0])
 
 
 def read_df(con: Connection, relation: str) -> Any:
@@ -209,10 +210,10 @@ def _find_bad_cast(con: Connection, output: str, view: str, declared: Sequence[C
         bad = con.execute(
             f"SELECT {ident}::VARCHAR FROM {view} WHERE {ident} IS NOT NULL"
             f" AND TRY_CAST({ident} AS {col.type}) IS NULL LIMIT 1"
-        ).fetchone()
-        if bad is not None:
+        ).fetchall()
+        if bad:
             raise ModelError(
-                f"output '{output}': column '{col.name}' value {bad[0]!r} cannot be cast to "
+                f"output '{output}': column '{col.name}' value {bad[0][0]!r} cannot be cast to "
                 f"declared type {col.type}"
             )
 

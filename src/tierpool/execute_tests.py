@@ -48,7 +48,7 @@ def run_data_test(con: engine.Connection, test: DataTest) -> NodeResult:
     result = NodeResult(name=test.name, kind="test", status="pass", relation=relation)
     sql = engine.strip_sql(test.sql)
     try:
-        failures = int(con.execute(f"SELECT count(*) FROM (\n{sql}\n)").fetchone()[0])
+        failures = int(con.execute(f"SELECT count(*) FROM (\n{sql}\n)").fetchall()[0][0])
         result.failures = failures
         if failures:
             rel = con.sql(f"SELECT * FROM (\n{sql}\n) LIMIT {MAX_EXAMPLES}")

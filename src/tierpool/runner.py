@@ -41,12 +41,15 @@ COMMAND_KINDS = {
 }
 
 
-def _select(project: Project, graph: Graph, options: RunOptions) -> list[str]:
+def select_names(
+    project: Project, graph: Graph, select: list[str] | None, exclude: list[str] | None
+) -> list[str]:
+    """Selected node names in build order (``--select`` / ``--exclude`` syntax)."""
     try:
         from tierpool.graph import select_nodes  # type: ignore[attr-defined]
     except ImportError:
         from tierpool.selection import select_nodes
-    return select_nodes(project, graph, options.select, options.exclude)
+    return select_nodes(project, graph, select, exclude)
 
 
 def tests_for(project: Project, selected: Iterable[str]) -> list[DataTest]:
@@ -91,7 +94,7 @@ def execute(
     options = options or RunOptions()
     started = time.perf_counter()
     graph = Graph.from_project(project)
-    selected = _select(project, graph, options)
+    selected = select_names(project, graph, options.select, options.exclude)
     kinds = COMMAND_KINDS[command]
     nodes = [n for n in selected if project.nodes[n].kind in kinds]
     tests = tests_for(project, selected) if command in ("build", "test") else []

@@ -1,0 +1,347 @@
+"""The ``tierpool`` command line: thin click commands over the library.
+
+One error boundary (:func:`_errors`) turns a TierpoolError into a red message and
+its exit code (2 usage/config/compile, 1 node failures); anything unexpected is
+one line plus "rerun with --debug". Heavy libraries (duckdb, sqlglot, pandas,
+pymc) are imported inside commands, never at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tierpool.errors import ConfigError, SqlError, TierpoolError
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map exceptions to messages and exit codes (the CLI's only error boundary)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except TierpoolError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(click.style(f"Error: {exc}", fg="red"), err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            click.echo(
+                click.style(f"Unexpected error: {type(exc).__name__}: {first}", fg="red")
+                + " (rerun with --debug for the traceback)",
+                err=True,
+            )
+            sys.exit(2)
+
+    return wrapper
+
+
+def _project_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--debug", is_flag=True, help="Show tracebacks.")(fn)
+    fn = click.option("--target", "-t", default=None, help="Target in profiles.yml.")(fn)
+    fn = click.option(
+        "--project-dir", default=".", type=click.Path(file_okay=False, path_type=Path),
+        show_default=True, help="Project directory.",
+    )(fn)
+    return fn
+
+
+def _selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--exclude", multiple=True, help="Exclude nodes (same syntax as --select).")(fn)
+    fn = click.option(
+        "--select", "-s", multiple=True, help="Nodes to run: name, name+, +name, +name+."
+    )(fn)
+    return fn
+
+
+def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--vars", "vars_text", default=None,
+                      help="YAML/JSON dict of vars, e.g. '{fit_id: 2026Q3}'.")(fn)
+    fn = click.option("--no-progress", is_flag=True, help="No progress bars while sampling.")(fn)
+    fn = click.option("--refit", is_flag=True, help="Refit even if the fit cache is valid.")(fn)
+    fn = click.option("--fit-id", default=None, help="Id of the fit (default: chosen by the model).")(fn)
+    fn = click.option("--fit-chains", type=int, default=None, help="Chains per fit.")(fn)
+    fn = click.option("--fit-draws", type=int, default=None, help="Draws per chain.")(fn)
+    fn = click.option("--fit-tune", type=int, default=None, help="Tuning steps per chain.")(fn)
+    return fn
+
+
+def _load(project_dir: Path, target: str | None, check: bool = True) -> Any:
+    from tierpool.project import load_project
+
+    project = load_project(project_dir, target)
+    if check:
+        from tierpool.compile import check_project
+
+        check_project(project)
+    return project
+
+
+def _parse_vars(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--vars is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"--vars must be a mapping like '{{fit_id: 2026Q3}}', got {text!r}")
+    return value
+
+
+def _execute(command: str, project_dir: Path, target: str | None, debug: bool,
+             select: tuple[str, ...], exclude: tuple[str, ...], **run: Any) -> None:
+    from tierpool import runner
+    from tierpool.console import ConsoleReporter
+
+    project = _load(project_dir, target)
+    fit_options = {k: run.get(k) for k in ("fit_tune", "fit_draws", "fit_chains", "fit_id")}
+    fit_options["refit"] = bool(run.get("refit"))
+    args = {"command": command, "select": list(select), "exclude": list(exclude),
+            "target": project.target.name, **{k: v for k, v in run.items() if v}}
+    options = runner.RunOptions(
+        select=list(select) or None, exclude=list(exclude) or None,
+        vars=_parse_vars(run.get("vars_text")), options=fit_options,
+        progress=not run.get("no_progress"), args=args,
+    )
+    reporter = ConsoleReporter(debug=debug)
+    results = runner.execute(project, command, options, reporter)
+    reporter.done(results)
+    sys.exit(results.exit_code)
+
+
+@click.group()
+@click.version_option(package_name="tierpool")
+def cli() -> None:
+    """tierpool: a dbt-style DuckDB warehouse with hierarchical Bayesian calibration.
+
+    Example:
+
+        tierpool build && tierpool query "select * from priors limit 5"
+    """
+
+
+@cli.command()
+@_project_options
+@_selection_options
+@_run_options
+@_errors
+def build(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
+          exclude: tuple[str, ...], **run: Any) -> None:
+    """Build seeds, sources and models in order, testing each node right after it.
+
+    Example:
+
+        tierpool build --select residuals+ --fit-draws 1000
+    """
+    _execute("build", project_dir, target, debug, select, exclude, **run)
+
+
+@cli.command("run")
+@_project_options
+@_selection_options
+@_run_options
+@_errors
+def run_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
+            exclude: tuple[str, ...], **run: Any) -> None:
+    """Build SQL and Python models (and sources) only: no seeds, no tests.
+
+    Example:
+
+        tierpool run --select +priors
+    """
+    _execute("run", project_dir, target, debug, select, exclude, **run)
+
+
+@cli.command()
+@_project_options
+@_selection_options
+@_errors
+def seed(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
+         exclude: tuple[str, ...]) -> None:
+    """Load CSV seeds into tables (all rows or nothing).
+
+    Example:
+
+        tierpool seed --select models
+    """
+    _execute("seed", project_dir, target, debug, select, exclude)
+
+
+@cli.command()
+@_project_options
+@_selection_options
+@_errors
+def test(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
+         exclude: tuple[str, ...]) -> None:
+    """Run data tests (of the selected nodes) against the built warehouse.
+
+    Example:
+
+        tierpool test --select priors
+    """
+    _execute("test", project_dir, target, debug, select, exclude)
+
+
+@cli.command("compile")
+@_project_options
+@_errors
+def compile_cmd(project_dir: Path, target: str | None, debug: bool) -> None:
+    """Check the project (SQL, dependencies, columns, yml) without running anything.
+
+    Example:
+
+        tierpool compile --project-dir my_warehouse
+    """
+    from tierpool import artifacts
+    from tierpool.graph import Graph
+
+    project = _load(project_dir, target)
+    artifacts.write_manifest(project, Graph.from_project(project))
+    click.echo(f"ok: {len(project.nodes)} nodes, {len(project.tests)} tests")
+
+
+@cli.command("ls")
+@_project_options
+@_selection_options
+@_errors
+def ls_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
+           exclude: tuple[str, ...]) -> None:
+    """List nodes in build order with their kind and parents.
+
+    Example:
+
+        tierpool ls --select +priors
+    """
+    from tierpool.graph import Graph
+    from tierpool.runner import select_names
+
+    project = _load(project_dir, target, check=False)
+    graph = Graph.from_project(project)
+    names = select_names(project, graph, list(select) or None, list(exclude) or None)
+    width = max([len(n) for n in names] + [4])
+    for name in names:
+        node = project.nodes[name]
+        parents = ", ".join(graph.parents(name))
+        extra = f" -> {', '.join(node.relations)}" if node.kind == "python" else ""
+        line = f"{node.kind:<7} {name:<{width}}{extra}"
+        click.echo(f"{line}  <- {parents}" if parents else line)
+
+
+def _fetch(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
+    from tierpool import engine
+
+    con = engine.connect(db_path, read_only=True)
+    try:
+        rel = con.sql(sql)
+        if rel is None:
+            return [], []
+        return list(rel.columns), rel.fetchall()
+    except TierpoolError:
+        raise
+    except Exception as exc:
+        raise SqlError(str(exc)) from exc
+    finally:
+        con.close()
+
+
+@cli.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="Output format.")
+@_project_options
+@_errors
+def query(sql: str, fmt: str, project_dir: Path, target: str | None, debug: bool) -> None:
+    """Run read-only SQL against the warehouse and print the result.
+
+    Works while no build holds the database, including while a build is fitting.
+
+    Example:
+
+        tierpool query "select model_id, bias_mean from priors limit 5" --format csv
+    """
+    from tierpool.config import load_target
+    from tierpool.console import render
+
+    columns, rows = _fetch(load_target(Path(project_dir), target).path, sql)
+    if columns:
+        click.echo(render(fmt, columns, rows))
+
+
+@cli.command()
+@click.argument("node")
+@click.option("--limit", "-n", type=int, default=10, show_default=True, help="Rows to show.")
+@_project_options
+@_errors
+def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bool) -> None:
+    """Show the first rows of a node's relation (each output of a Python model).
+
+    Example:
+
+        tierpool show priors --limit 20
+    """
+    from tierpool import engine
+    from tierpool.console import render_table
+
+    project = _load(project_dir, target, check=False)
+    name = node.lower()
+    if name in project.nodes:
+        relations = list(project.nodes[name].relations)
+    elif name in project.relation_owner:
+        relations = [name]
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(set(project.nodes) | set(project.relation_owner)))
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"no node or relation named '{node}'{hint}")
+    for relation in relations:
+        columns, rows = _fetch(project.target.path, f"SELECT * FROM {engine.quote(relation)} LIMIT {int(limit)}")
+        if len(relations) > 1:
+            click.echo(f"-- {relation}")
+        click.echo(render_table(columns, rows))
+
+
+@cli.command()
+@click.option("--rows", type=int, default=None, help="Number of tier-2 requests to generate.")
+@click.option("--seed", "seed_", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (a project to build).")
+@click.option("--heavy-tail", multiple=True, help="Family whose residuals get heavy tails.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@_errors
+def synth(rows: int | None, seed_: int, out: Path | None, heavy_tail: tuple[str, ...], debug: bool) -> None:
+    """Write a synthetic warehouse with a known ground truth.
+
+    Example:
+
+        tierpool synth --rows 100000 --seed 1 --out synth_project
+    """
+    try:
+        from tierpool.synth import synth_cli
+    except ImportError as exc:
+        raise ConfigError(f"tierpool synth is not available in this installation ({exc})") from exc
+    synth_cli(out=out, rows=rows, seed=seed_, heavy_tail=tuple(heavy_tail))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="tierpool")
