@@ -1,0 +1,210 @@
+"""Compile checks: every problem found before anything runs, reported together.
+
+Structural checks (run by ``load_project``): unknown tables with the closest known
+names, and dependency cycles with their path. Column checks (``check_project``):
+each SQL model is qualified with sqlglot against its upstream schemas, in build
+order, and each generic test's column must exist in its relation.
+
+Schemas come from seeds (CSV header sniffed by DuckDB, declared types win),
+sources (DESCRIBE of the expression in a throwaway in-memory DuckDB), Python
+outputs (declared columns) and upstream SQL models (their projected columns after
+star expansion). Where a schema is unknown (a source whose files are missing, a
+star over a table function, an unnamed expression column) the checks downstream
+of it are skipped: a false "unknown column" is worse than a missed one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from tierpool.column_check import check_columns
+from tierpool.errors import CompileErrors, CycleError, SqlError, TierpoolError
+from tierpool.graph import Graph
+from tierpool.nodes import Node, TestSpec
+from tierpool.sql import TableRef
+
+if TYPE_CHECKING:
+    from tierpool.project import Project
+
+Schema = dict[str, str]
+
+
+def _closest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+    return f"; closest: {', '.join(close)}" if close else ""
+
+
+def _unknown_tables(project: Project) -> list[TierpoolError]:
+    known = project.relation_owner
+    problems: list[TierpoolError] = []
+    for name, node in sorted(project.nodes.items()):
+        refs = project.table_refs.get(name) or _refs_of(project, name, node)
+        problems += [_unknown_table(project, node.path, ref, known) for ref in refs
+                     if ref.name not in known]
+    for name, test in sorted(project.tests.items()):
+        refs = project.table_refs.get(f"test:{name}") or tuple(TableRef(d) for d in test.depends_on)
+        for ref in refs:
+            if ref.name not in known:
+                err = _unknown_table(project, test.path, ref, known)
+                problems.append(SqlError(f"{err} (data test '{name}')"))
+    return problems
+
+
+def _refs_of(project: Project, name: str, node: Node) -> tuple[TableRef, ...]:
+    lines = project.ref_lines.get(name, {})
+    return tuple(TableRef(dep, lines.get(dep, 0)) for dep in node.depends_on)
+
+
+def _unknown_table(project: Project, path: object, ref: TableRef, known: Iterable[str]) -> SqlError:
+    where = project.display(path)  # type: ignore[arg-type]
+    line = f":{ref.line}" if ref.line else ""
+    return SqlError(f"{where}{line}: unknown table '{ref.name}'{_closest(ref.name, known)}")
+
+
+def _cycle(project: Project) -> list[TierpoolError]:
+    graph = Graph.from_project(project)
+    path = graph.find_cycle()
+    if path is None:
+        return []
+    files = ", ".join(dict.fromkeys(project.display(project.nodes[n].path) for n in path))
+    return [CycleError(f"dependency cycle: {' -> '.join(path)} (in {files})")]
+
+
+def structural_problems(project: Project) -> list[TierpoolError]:
+    """Unknown tables (file, line, name, closest names) and cycles (their path).
+
+    Args:
+        project: A project, possibly with problems.
+
+    Returns:
+        The problems found; empty when the graph is sound.
+    """
+    return _unknown_tables(project) + _cycle(project)
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation_sql: str) -> Schema | None:
+    try:
+        rows = con.execute(f"describe select * from {relation_sql}").fetchall()
+    except duckdb.Error:
+        return None
+    return {str(row[0]).lower(): str(row[1]) for row in rows}
+
+
+def _seed_schema(con: duckdb.DuckDBPyConnection, node: Node) -> Schema | None:
+    declared = {col.name: col.type for col in node.columns if col.type}
+    path = str(node.path).replace("'", "''")
+    sniffed = _describe(con, f"read_csv('{path}')")
+    if sniffed is None:
+        return None
+    return {col: declared.get(col, dtype) for col, dtype in sniffed.items()}
+
+
+def relation_schemas(project: Project) -> dict[str, Schema]:
+    """Known column names and types of every relation, computed without a warehouse.
+
+    Relations whose schema cannot be known at compile time (a source whose files
+    are missing, a model selecting ``*`` from a table function, or a model
+    downstream of either) are left out. SQL model column types are "UNKNOWN".
+
+    Args:
+        project: A loaded project.
+
+    Returns:
+        relation -> {column: DuckDB type}.
+    """
+    schemas, _ = _schemas_and_problems(project)
+    return schemas
+
+
+def _schemas_and_problems(project: Project) -> tuple[dict[str, Schema], list[TierpoolError]]:
+    schemas: dict[str, Schema] = {}
+    problems: list[TierpoolError] = []
+    graph = Graph.from_project(project)
+    con = duckdb.connect()
+    try:
+        for name in graph.topological_order():
+            node = project.nodes[name]
+            if node.kind == "seed":
+                schema = _seed_schema(con, node)
+            elif node.kind == "source":
+                schema = _describe(con, getattr(node, "expression", ""))
+            elif node.kind == "python":
+                for out in getattr(node, "outputs", ()):
+                    schemas[out.name] = {col.name: str(col.type) for col in out.columns}
+                continue
+            else:
+                schema, found = _sql_schema(project, name, schemas)
+                problems += found
+            if schema is not None:
+                schemas[name] = schema
+    finally:
+        con.close()
+    return schemas, problems
+
+
+def _sql_schema(
+    project: Project, name: str, schemas: dict[str, Schema]
+) -> tuple[Schema | None, list[TierpoolError]]:
+    query = project.parsed.get(name)
+    node = project.nodes[name]
+    if query is None or any(dep not in schemas for dep in node.depends_on):
+        return None, []
+    upstream = {dep: schemas[dep] for dep in node.depends_on}
+    result = check_columns(query, upstream, project.display(node.path))
+    schema = None if result.columns is None else {col: "UNKNOWN" for col in result.columns}
+    return schema, list(result.problems)
+
+
+def _test_column_problems(project: Project, schemas: dict[str, Schema]) -> list[TierpoolError]:
+    problems: list[TierpoolError] = []
+    for name, test in sorted(project.tests.items()):
+        spec = test.spec
+        if spec is None:
+            continue
+        problems += _missing_column(project, name, spec, spec.relation, spec.column, schemas)
+        if spec.kind == "relationships":
+            from tierpool.data_tests import relationship_target
+
+            target = relationship_target(spec.args["to"])
+            field = str(spec.args["field"]).lower()
+            problems += _missing_column(project, name, spec, target, field, schemas)
+    return problems
+
+
+def _missing_column(
+    project: Project, test: str, spec: TestSpec, relation: str, column: str | None,
+    schemas: dict[str, Schema],
+) -> list[TierpoolError]:
+    schema = schemas.get(relation)
+    if column is None or schema is None or column in schema:
+        return []
+    close = difflib.get_close_matches(column, sorted(schema), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return [
+        SqlError(
+            f"{project.display(spec.source_file)}: data test '{test}': unknown column "
+            f"'{column}' in table '{relation}' (columns: {', '.join(schema)}){hint}"
+        )
+    ]
+
+
+def check_project(project: Project) -> None:
+    """Run every compile check and raise them all together.
+
+    Args:
+        project: A loaded project.
+
+    Raises:
+        CompileErrors: Unknown tables, cycles, unknown columns in SQL models and
+            in generic tests.
+    """
+    problems = structural_problems(project)
+    if not problems:
+        schemas, problems = _schemas_and_problems(project)
+        problems += _test_column_problems(project, schemas)
+    if problems:
+        raise CompileErrors(problems)

@@ -1,0 +1,326 @@
+"""Walk a project folder and return an immutable Project; never touches DuckDB.
+
+Layout (names from ``constants``): ``seeds/**/*.csv``, ``sql/**/*.sql`` (one SELECT
+per file, node name = file stem in lower case), ``python_models/*.py`` (files whose
+name starts with ``_`` are helpers, not models), ``tests/data/*.sql`` (singular
+tests), properties yml anywhere under sql/, seeds/ and python_models/, plus the
+optional ``profiles.yml`` and ``tierpool_project.yml``.
+
+Source expressions: a relative path in a string literal that is a positional
+argument of a table function (``read_parquet('data/t2/*.parquet')``, also inside
+a list) or a quoted file name (``'data/x.csv'``) is resolved against the project
+dir, so the warehouse builds the same from any working directory. The expression
+as written is kept in ``Source.config["raw_expression"]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from tierpool import constants as c
+from tierpool.config import Target, load_project_config, load_target
+from tierpool.data_tests import build_generic_tests, generic_test_sql, load_singular_test
+from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolError
+from tierpool.nodes import DataTest, Node, PythonModel, Seed, Source, SqlModel, TestSpec
+from tierpool.project_nodes import apply_properties, check_duplicates
+from tierpool.properties import RelationProps, read_properties
+from tierpool.python_models import PythonModelInfo, read_python_model
+from tierpool.sql import (
+    TableRef,
+    normalize_name,
+    parse_select,
+    referenced_tables,
+    statement_text,
+)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: data only (runner, data_tests and fit hold the behaviour).
+
+    Attributes:
+        root: Absolute project dir.
+        target: The resolved connection target.
+        nodes: Seeds, sources, SQL models and Python models, by name.
+        tests: Data tests (generic and singular), by name.
+        relation_owner: Relation name -> name of the node that produces it (a
+            Python model's outputs map to the Python model).
+        vars: ``vars`` of tierpool_project.yml.
+        settings: The whole tierpool_project.yml mapping.
+        parsed: Parsed query of every SQL model (by name) and singular test (by
+            ``test_key(name)``), so compile checks reuse it instead of parsing again.
+        table_refs: Tables each SQL model / singular test reads, with lines
+            (same keys as ``parsed``).
+        ref_lines: For Python models: relation -> line of its ``ctx.ref``.
+    """
+
+    root: Path
+    target: Target
+    nodes: dict[str, Node]
+    tests: dict[str, DataTest]
+    relation_owner: dict[str, str]
+    vars: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    parsed: dict[str, exp.Query] = field(default_factory=dict, repr=False, compare=False)
+    table_refs: dict[str, tuple[TableRef, ...]] = field(default_factory=dict, repr=False)
+    ref_lines: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def target_dir(self) -> Path:
+        """``<root>/target``: artifacts, the default database, fits."""
+        return self.root / c.TARGET_DIR
+
+    def node_for(self, relation: str) -> Node:
+        """The node that produces a relation (or has that node name).
+
+        Raises:
+            ProjectError: No such relation; the message lists the closest names.
+        """
+        name = normalize_name(relation)
+        if name in self.relation_owner:
+            return self.nodes[self.relation_owner[name]]
+        if name in self.nodes:
+            return self.nodes[name]
+        close = difflib.get_close_matches(name, sorted(self.relation_owner), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ProjectError(f"no node or table named '{relation}'{hint}")
+
+    def display(self, path: Path | None) -> str:
+        """A path as shown in messages: relative to the project dir when inside it."""
+        return display_path(self.root, path)
+
+
+def test_key(name: str) -> str:
+    """Key of a singular test in ``Project.parsed`` / ``table_refs`` (tests and
+    nodes live in separate namespaces, so a test may share a model's name)."""
+    return f"test:{name}"
+
+
+def display_path(root: Path, path: Path | None) -> str:
+    """``path`` relative to ``root`` (POSIX separators) when inside it."""
+    if path is None:
+        return "<project>"
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class _Loaded:
+    """Mutable scratch state while loading; frozen into a Project at the end."""
+
+    root: Path
+    problems: list[TierpoolError] = field(default_factory=list)
+    parsed: dict[str, exp.Query] = field(default_factory=dict)
+    table_refs: dict[str, tuple[TableRef, ...]] = field(default_factory=dict)
+    ref_lines: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def display(self, path: Path | None) -> str:
+        return display_path(self.root, path)
+
+
+def load_project(project_dir: Path | str = ".", target: str | None = None) -> Project:
+    """Load a project folder.
+
+    Args:
+        project_dir: The project folder.
+        target: Target name (``--target``); see :func:`tierpool.config.load_target`.
+
+    Returns:
+        The immutable Project.
+
+    Raises:
+        ConfigError: No such folder, bad profiles.yml / tierpool_project.yml.
+        CompileErrors: Every loading problem together: SQL syntax, duplicate names,
+            bad yml, undeclared Python outputs, unknown tables, cycles.
+    """
+    root = Path(project_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"project dir {root} does not exist; point to it with --project-dir")
+    resolved_target = load_target(root, target)
+    settings = load_project_config(root)
+    state = _Loaded(root)
+    seeds = [Seed(name=normalize_name(p.stem), path=p) for p in _files(root, c.SEEDS_DIR, "**/*.csv")]
+    sql_models = _load_sql_models(state)
+    python_infos = _load_python_models(state)
+    props, problems = read_properties(_yml_files(root), state.display)
+    state.problems += problems
+    sources = [_source_node(p, root, state) for p in props if p.section == "sources"]
+    state.problems += check_duplicates(seeds, sql_models, python_infos, sources, state.display)
+    nodes, owners, specs = apply_properties(
+        seeds, sql_models, python_infos, sources, props, state.display, state.problems
+    )
+    tests = _build_tests(specs, state)
+    from tierpool.compile import structural_problems  # compile imports this module
+
+    project = Project(
+        root=root,
+        target=resolved_target,
+        nodes=nodes,
+        tests=tests,
+        relation_owner=owners,
+        vars=dict(settings.get("vars") or {}),
+        settings=settings,
+        parsed=state.parsed,
+        table_refs=state.table_refs,
+        ref_lines=state.ref_lines,
+    )
+    state.problems += structural_problems(project)
+    if state.problems:
+        raise CompileErrors(state.problems)
+    return project
+
+
+def _files(root: Path, folder: str, pattern: str) -> list[Path]:
+    base = root / folder
+    return sorted(base.glob(pattern)) if base.is_dir() else []
+
+
+def _yml_files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for folder in (c.SQL_DIR, c.SEEDS_DIR, c.PYTHON_MODELS_DIR):
+        found += _files(root, folder, "**/*.yml") + _files(root, folder, "**/*.yaml")
+    return sorted(found)
+
+
+def _load_sql_models(state: _Loaded) -> list[SqlModel]:
+    models: list[SqlModel] = []
+    for path in _files(state.root, c.SQL_DIR, "**/*.sql"):
+        name = normalize_name(path.stem)
+        text = path.read_text(encoding="utf-8")
+        try:
+            query = parse_select(text, state.display(path))
+        except TierpoolError as err:
+            state.problems.append(err)
+            # Keep the node (without dependencies) so yml naming it is not reported too.
+            models.append(SqlModel(name=name, path=path, sql=text))
+            continue
+        refs = tuple(referenced_tables(query))
+        if name not in state.parsed:
+            state.parsed[name] = query
+            state.table_refs[name] = refs
+        models.append(
+            SqlModel(name=name, path=path, depends_on=tuple(r.name for r in refs),
+                     sql=statement_text(text))
+        )
+    return models
+
+
+def _load_python_models(state: _Loaded) -> list[tuple[PythonModelInfo, Path]]:
+    infos: list[tuple[PythonModelInfo, Path]] = []
+    for path in _files(state.root, c.PYTHON_MODELS_DIR, "*.py"):
+        if path.name.startswith("_"):
+            continue
+        try:
+            info = read_python_model(path, state.display(path))
+        except TierpoolError as err:
+            state.problems.append(err)
+            continue
+        state.ref_lines.setdefault(info.name, dict(info.ref_lines))
+        infos.append((info, path))
+    return infos
+
+
+def _source_node(props: RelationProps, root: Path, state: _Loaded) -> Source:
+    where = f"{state.display(props.file)}: source '{props.name}'"
+    raw = props.expression
+    if raw is None and props.identifier is not None:
+        ident = props.identifier
+        # An identifier that looks like a file is read by DuckDB's replacement scan.
+        raw = f"'{ident}'" if "." in Path(ident).name or "/" in ident else ident
+    if not raw:
+        state.problems.append(
+            ProjectError(f"{where} needs an 'expression' such as read_parquet('data/*.parquet')")
+        )
+        raw = "(select 1 where false)"
+    return Source(
+        name=props.name,
+        path=props.file,
+        expression=resolve_source_paths(raw, root),
+        config={**props.config, "raw_expression": raw},
+    )
+
+
+def resolve_source_paths(expression: str, root: Path) -> str:
+    """Make relative file paths in a source expression absolute (against ``root``).
+
+    Args:
+        expression: A DuckDB relation expression, e.g. ``read_csv('data/x.csv')``.
+        root: The project dir.
+
+    Returns:
+        The expression with each relative path literal replaced; unchanged when
+        it cannot be parsed (DuckDB will report the problem when it runs).
+
+    Examples:
+        >>> resolve_source_paths("read_csv('d/x.csv', delim=',')", Path("/p"))
+        "read_csv('/p/d/x.csv', delim=',')"
+    """
+    try:
+        query = sqlglot.parse_one(f"select * from {expression}", read="duckdb")
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return expression
+    result = expression
+    for path in sorted(_path_literals(query), key=len, reverse=True):
+        if path.startswith(("/", "~")) or "://" in path or Path(path).is_absolute():
+            continue
+        quoted = "'" + path.replace("'", "''") + "'"
+        absolute = (root / path).as_posix().replace("'", "''")
+        result = result.replace(quoted, f"'{absolute}'")
+    return result
+
+
+def _path_literals(query: exp.Expression) -> set[str]:
+    found: set[str] = set()
+    for table in query.find_all(exp.Table):
+        func = table.this
+        if isinstance(func, exp.Identifier):
+            if func.quoted and ("/" in func.name or "." in func.name):
+                found.add(func.name)
+            continue
+        if not isinstance(func, exp.Func):
+            continue
+        positional = [func.this] if isinstance(func.args.get("this"), exp.Expression) else []
+        positional += list(func.expressions)
+        for arg in positional[:1]:
+            items = arg.expressions if isinstance(arg, exp.Array) else [arg]
+            found.update(i.name for i in items if isinstance(i, exp.Literal) and i.is_string)
+    return found
+
+
+def _build_tests(specs: list[TestSpec], state: _Loaded) -> dict[str, DataTest]:
+    valid: list[TestSpec] = []
+    for spec in specs:
+        try:
+            parse_select(generic_test_sql(spec), f"{state.display(spec.source_file)}")
+            valid.append(spec)
+        except TierpoolError as err:
+            state.problems.append(
+                type(err)(f"{err} (in data test '{spec.kind}' on '{spec.relation}')")
+            )
+    tests = {t.name: t for t in build_generic_tests(valid, state.display)}
+    for path in _files(state.root, c.DATA_TESTS_DIR, "*.sql"):
+        try:
+            test, query = load_singular_test(path, state.display(path))
+        except TierpoolError as err:
+            state.problems.append(err)
+            continue
+        if test.name in tests:
+            state.problems.append(
+                ProjectError(
+                    f"{state.display(path)}: test name '{test.name}' is already used by a "
+                    "generic test; rename the file"
+                )
+            )
+            continue
+        tests[test.name] = test
+        state.parsed[test_key(test.name)] = query
+        state.table_refs[test_key(test.name)] = tuple(referenced_tables(query))
+    return tests
