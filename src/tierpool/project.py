@@ -54,7 +54,7 @@ class Project:
         vars: ``vars`` of tierpool_project.yml.
         settings: The whole tierpool_project.yml mapping.
         parsed: Parsed query of every SQL model (by name) and singular test (by
-            ``test_key(name)``), so compile checks reuse it instead of parsing again.
+            ``key_of_test(name)``), so compile checks reuse it instead of parsing again.
         table_refs: Tables each SQL model / singular test reads, with lines
             (same keys as ``parsed``).
         ref_lines: For Python models: relation -> line of its ``ctx.ref``.
@@ -96,7 +96,7 @@ class Project:
         return display_path(self.root, path)
 
 
-def test_key(name: str) -> str:
+def key_of_test(name: str) -> str:
     """Key of a singular test in ``Project.parsed`` / ``table_refs`` (tests and
     nodes live in separate namespaces, so a test may share a model's name)."""
     return f"test:{name}"
@@ -321,6 +321,6 @@ def _build_tests(specs: list[TestSpec], state: _Loaded) -> dict[str, DataTest]:
             )
             continue
         tests[test.name] = test
-        state.parsed[test_key(test.name)] = query
-        state.table_refs[test_key(test.name)] = tuple(referenced_tables(query))
+        state.parsed[key_of_test(test.name)] = query
+        state.table_refs[key_of_test(test.name)] = tuple(referenced_tables(query))
     return tests

@@ -103,7 +103,7 @@ def statement_text(sql: str) -> str:
     Callers wrap model and test SQL (``create view x as ...``, ``select count(*)
     from (...)``); a trailing ``-- comment`` or ``;`` would break the wrapper.
 
-    >>> statement_text("select 1 -- one\n; -- done\n")
+    >>> statement_text("select 1 -- one\\n; -- done\\n")
     'select 1'
     """
     try:
