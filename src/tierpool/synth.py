@@ -56,7 +56,8 @@ class SynthData:
 
     Attributes:
         families, models, region_classes, regions: the reference tables (DESIGN §4).
-        tier2_estimates, tier3_measurements: the facts, bad rows included (at the end).
+        tier2_estimates, tier3_measurements: the facts, bad rows included (at the end);
+            value columns are Arrow-backed floats so NULL and NaN stay distinct.
         truth: ``truth_families``, ``truth_models``, ``truth_region_classes``,
             ``truth_regions`` (see :func:`tierpool.synth_truth.truth_frames`).
         expected_rejections: one row per bad input row: source, indicator,
@@ -119,6 +120,12 @@ def _stream(rows: int, seed: int, heavy_tail_families: tuple[str, ...]):
     yield t2_bad, t3_bad, expected
 
 
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    # Arrow-backed floats keep NULL (missing value) and NaN (non-finite value) apart;
+    # numpy floats would merge them, and staging treats them differently.
+    return table.to_pandas(types_mapper={pa.float64(): pd.ArrowDtype(pa.float64())}.get)
+
+
 def generate(rows: int, seed: int = DEFAULT_SEED,
              heavy_tail_families: tuple[str, ...] = ()) -> SynthData:
     """Generate a whole synthetic warehouse in memory.
@@ -144,8 +151,8 @@ def generate(rows: int, seed: int = DEFAULT_SEED,
     return SynthData(
         families=cat.families_frame(), models=cat.models_frame(),
         region_classes=cat.region_classes_frame(), regions=cat.regions_frame(),
-        tier2_estimates=pa.concat_tables(t2_parts).to_pandas(),
-        tier3_measurements=pa.concat_tables(t3_parts).to_pandas(),
+        tier2_estimates=_to_pandas(pa.concat_tables(t2_parts)),
+        tier3_measurements=_to_pandas(pa.concat_tables(t3_parts)),
         truth=truth_frames(_truths(seed)), expected_rejections=expected,
     )
 

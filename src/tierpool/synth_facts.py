@@ -33,7 +33,8 @@ from tierpool.synth_truth import IndicatorTruth
 
 CHUNK_REQUESTS = 500_000
 START = np.datetime64("2026-01-01T00:00:00", "us")
-SPAN_US = int((np.datetime64("2026-10-01T00:00:00", "us") - START).astype(np.int64))
+# requests end 10 minutes before the quarter does, so every measurement stays in 2026Q3
+SPAN_US = int((np.datetime64("2026-09-30T23:50:00", "us") - START).astype(np.int64))
 Z90 = 1.6448536269514722
 DEFAULT_TIER3_RATE = 0.05
 TIER2_SCHEMA = pa.schema([

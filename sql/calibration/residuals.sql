@@ -1,0 +1,21 @@
+-- One calibration residual per measured request and indicator:
+-- residual = ln(tier-2 estimate) - ln(tier-3 measurement)   (> 0: tier 2 over-estimates).
+-- fit_quarter is the calendar quarter of the measurement (e.g. '2026Q3'): a fit named
+-- after a quarter uses the residuals measured up to the end of that quarter.
+select
+    t3.request_id,
+    t3.indicator,
+    t2.model_id,
+    m.family_id,
+    t2.region_id,
+    r.region_class_id,
+    t2.requested_at,
+    t3.measured_at,
+    cast(year(t3.measured_at) as varchar) || 'Q' || cast(quarter(t3.measured_at) as varchar)
+        as fit_quarter,
+    ln(t2.estimate) - ln(t3.measurement) as residual
+from stg_tier3 as t3
+inner join stg_tier2 as t2
+    on t2.request_id = t3.request_id and t2.indicator = t3.indicator
+inner join models as m on m.model_id = t2.model_id
+inner join regions as r on r.region_id = t2.region_id

@@ -1,0 +1,38 @@
+-- Every tier-2 row, each with the FIRST reason it cannot be used (NULL when it is valid).
+-- stg_tier2 and rejected_rows both read this one relation, so every input row lands in
+-- exactly one of them by construction. A (request_id, indicator) key present more than
+-- once rejects ALL its copies: two conflicting estimates leave no way to pick one.
+with keyed as (
+    select
+        t.request_id,
+        t.indicator,
+        t.model_id,
+        t.region_id,
+        t.requested_at,
+        t.estimate,
+        t.ci90_low,
+        t.ci90_high,
+        count(*) over (partition by t.request_id, t.indicator) as key_copies
+    from tier2_estimates as t
+)
+select
+    k.request_id,
+    k.indicator,
+    k.model_id,
+    k.region_id,
+    k.requested_at,
+    k.estimate,
+    k.ci90_low,
+    k.ci90_high,
+    case
+        when k.request_id is null or k.indicator is null then 'missing_key'
+        when k.estimate is null or k.requested_at is null then 'missing_value'
+        when not isfinite(k.estimate) then 'non_finite_value'
+        when k.estimate <= 0 then 'non_positive_value'
+        when m.model_id is null then 'unknown_model'
+        when r.region_id is null then 'unknown_region'
+        when k.key_copies > 1 then 'duplicate_key'
+    end as reject_reason
+from keyed as k
+left join models as m on m.model_id = k.model_id
+left join regions as r on r.region_id = k.region_id

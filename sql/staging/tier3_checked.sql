@@ -1,0 +1,38 @@
+-- Every tier-3 row, each with the FIRST reason it cannot be used (NULL when it is valid).
+-- A tier-3 row needs exactly one valid tier-2 row with the same (request_id, indicator):
+-- 'no_tier2_match' when tier 2 never had the key, 'tier2_rejected' when it had it but
+-- every copy was rejected. Duplicated tier-3 keys reject all their copies.
+with keyed as (
+    select
+        t.request_id,
+        t.indicator,
+        t.measured_at,
+        t.measurement,
+        count(*) over (partition by t.request_id, t.indicator) as key_copies
+    from tier3_measurements as t
+),
+tier2_keys as (
+    select
+        c.request_id,
+        c.indicator,
+        bool_or(c.reject_reason is null) as has_valid
+    from tier2_checked as c
+    group by c.request_id, c.indicator
+)
+select
+    k.request_id,
+    k.indicator,
+    k.measured_at,
+    k.measurement,
+    case
+        when k.request_id is null or k.indicator is null then 'missing_key'
+        when k.measurement is null or k.measured_at is null then 'missing_value'
+        when not isfinite(k.measurement) then 'non_finite_value'
+        when k.measurement <= 0 then 'non_positive_value'
+        when k.key_copies > 1 then 'duplicate_key'
+        when t2.request_id is null then 'no_tier2_match'
+        when not t2.has_valid then 'tier2_rejected'
+    end as reject_reason
+from keyed as k
+left join tier2_keys as t2
+    on t2.request_id = k.request_id and t2.indicator = k.indicator
