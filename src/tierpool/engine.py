@@ -109,25 +109,61 @@ def relation_kind(con: Connection, name: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _drop_other_kind(con: Connection, name: str, kind: str) -> None:
-    existing = relation_kind(con, name)
+def relation_kinds(con: Connection) -> dict[str, str]:
+    """Every relation in the main schema (lower-case name -> "table" | "view"), in one query.
+
+    The runner reads this once per build instead of asking per node: catalog
+    queries cost milliseconds each, which adds up over many small models.
+    """
+    rows = con.execute(
+        "select lower(table_name), 'table' from duckdb_tables() where schema_name = 'main'"
+        " and not temporary union all select lower(view_name), 'view' from duckdb_views()"
+        " where schema_name = 'main' and not internal and not temporary"
+    ).fetchall()
+    return dict(rows)
+
+
+UNKNOWN = "?"  # ``existing`` argument: look the relation's current kind up
+
+
+def _drop_other_kind(con: Connection, name: str, kind: str, existing: str | None) -> None:
+    if existing == UNKNOWN:
+        existing = relation_kind(con, name)
     if existing and existing != kind:
         con.execute(f"DROP {existing.upper()} {quote(name)}")
 
 
-def replace_relation(con: Connection, name: str, select_sql: str, kind: str) -> int | None:
+def replace_relation(
+    con: Connection, name: str, select_sql: str, kind: str, existing: str | None = UNKNOWN
+) -> int | None:
     """CREATE OR REPLACE a view or table from a SELECT; call inside :func:`transaction`.
+
+    Args:
+        con: Read-write connection.
+        name: Relation to (re)create.
+        select_sql: The SELECT.
+        kind: "view" or "table".
+        existing: The relation's current kind (None = absent) if the caller knows it.
 
     Returns:
         The table's row count, or None for a view (counting would run the view).
     """
-    _drop_other_kind(con, name, kind)
-    con.execute(f"CREATE OR REPLACE {kind.upper()} {quote(name)} AS\n{strip_sql(select_sql)}\n")
-    return count_rows(con, name) if kind == "table" else None
+    _drop_other_kind(con, name, kind, existing)
+    created = con.execute(
+        f"CREATE OR REPLACE {kind.upper()} {quote(name)} AS\n{strip_sql(select_sql)}\n"
+    ).fetchall()
+    if kind != "table":
+        return None
+    # CREATE TABLE AS reports the rows it inserted; count only if it did not.
+    return int(created[0][0]) if created and created[0] else count_rows(con, name)
 
 
 def append_rows(
-    con: Connection, name: str, select_sql: str, unique_key: Sequence[str] = ()
+    con: Connection,
+    name: str,
+    select_sql: str,
+    unique_key: Sequence[str] = (),
+    existing: str | None = UNKNOWN,
 ) -> int:
     """Add the SELECT's rows to a kept table, first deleting rows with the same unique_key.
 
@@ -137,8 +173,10 @@ def append_rows(
     Returns:
         The number of rows inserted.
     """
-    _drop_other_kind(con, name, "table")
-    if relation_kind(con, name) is None:
+    if existing == UNKNOWN:
+        existing = relation_kind(con, name)
+    _drop_other_kind(con, name, "table", existing)
+    if existing != "table":
         con.execute(f"CREATE TABLE {quote(name)} AS\n{strip_sql(select_sql)}\n")
         return count_rows(con, name)
     staged = "__tierpool_new_rows"
@@ -232,6 +270,7 @@ def write_output(
     columns: Sequence[Column],
     materialized: str,
     unique_key: Sequence[str] = (),
+    existing: str | None = UNKNOWN,
 ) -> int:
     """Write a DataFrame / Arrow table / relation as ``name``; call inside :func:`transaction`.
 
@@ -247,8 +286,10 @@ def write_output(
     """
     data = _to_registrable(data)
     got, n_rows = _shape(data)
+    if existing == UNKNOWN:
+        existing = relation_kind(con, name)
     if materialized == "append" and n_rows == 0:
-        if relation_kind(con, name) is None and columns and all(c.type for c in columns):
+        if existing is None and columns and all(c.type for c in columns):
             cols = ", ".join(f"{quote(c.name)} {c.type}" for c in columns)
             con.execute(f"CREATE TABLE {quote(name)} ({cols})")
         return 0
@@ -265,7 +306,7 @@ def write_output(
         else:
             select = f"SELECT * FROM {view}"
         if materialized == "append":
-            return append_rows(con, name, select, unique_key)
-        return replace_relation(con, name, select, "table") or 0
+            return append_rows(con, name, select, unique_key, existing)
+        return replace_relation(con, name, select, "table", existing) or 0
     finally:
         con.unregister(view)

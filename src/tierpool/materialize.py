@@ -32,13 +32,28 @@ class Session:
         self.db_path = Path(db_path)
         self.root = Path(root)
         self.con: engine.Connection | None = None
+        # Relation kinds, read once: this build is the only writer (it holds the lock).
+        self.kinds: dict[str, str] | None = None
 
     def open(self, wait_s: float = 0.0) -> engine.Connection:
         """Open (or return) the connection; relative file paths resolve against the project."""
         if self.con is None:
             self.con = engine.connect(self.db_path, wait_s=wait_s)
             self.con.execute(f"SET file_search_path = '{str(self.root).replace(chr(39), chr(39) * 2)}'")
+            if self.kinds is None:
+                self.kinds = engine.relation_kinds(self.con)
         return self.con
+
+    def kind(self, name: str) -> str | None:
+        """Current kind of a relation ("table", "view" or None)."""
+        self.open()
+        assert self.kinds is not None
+        return self.kinds.get(name.lower())
+
+    def created(self, name: str, kind: str) -> None:
+        """Record a committed write."""
+        if self.kinds is not None:
+            self.kinds[name.lower()] = kind
 
     def close(self) -> None:
         """Release the database so other processes can open it."""
@@ -57,24 +72,29 @@ def resolve(root: Path, path: Path | None) -> Path:
 def build_node(session: Session, node: Node, ctx_args: dict[str, Any]) -> tuple[int | None, str]:
     """Build one node; returns (rows, message). Raises on failure (nothing is changed)."""
     if node.kind == "seed":
-        return seeds.load_seed(session.open(), node, session.root), ""
+        rows = seeds.load_seed(session.open(), node, session.root, session.kind(node.name))
+        session.created(node.name, "table")
+        return rows, ""
     if node.kind == "source":
-        con = session.open()
+        con, existing = session.open(), session.kind(node.name)
         with engine.transaction(con):
-            engine.replace_relation(con, node.name, f"SELECT * FROM {node.expression}", "view")
+            engine.replace_relation(con, node.name, f"SELECT * FROM {node.expression}", "view", existing)
+        session.created(node.name, "view")
         return None, ""
     if node.kind == "sql":
-        return _build_sql(session.open(), node), ""
+        rows = _build_sql(session.open(), node, session.kind(node.name))
+        session.created(node.name, "view" if node.materialized == "view" else "table")
+        return rows, ""
     if node.kind == "python":
         return build_python(session, node, **ctx_args)
     raise ModelError(f"cannot build node {node.name} of kind {node.kind}")
 
 
-def _build_sql(con: engine.Connection, node: Node) -> int | None:
+def _build_sql(con: engine.Connection, node: Node, existing: str | None) -> int | None:
     with engine.transaction(con):
         if node.materialized == "append":
-            return engine.append_rows(con, node.name, node.sql, node.unique_key)
-        return engine.replace_relation(con, node.name, node.sql, node.materialized)
+            return engine.append_rows(con, node.name, node.sql, node.unique_key, existing)
+        return engine.replace_relation(con, node.name, node.sql, node.materialized, existing)
 
 
 def _import_model(path: Path) -> Any:
@@ -172,16 +192,19 @@ def build_python(
             raise ModelError(f"{shown}: model() raised {type(exc).__name__}: {exc}") from exc
     finally:
         con = session.open(wait_s=REOPEN_WAIT_S)
-    return _write_outputs(con, node, outputs), ctx.message
+    return _write_outputs(session, node, outputs), ctx.message
 
 
-def _write_outputs(con: engine.Connection, node: PythonModel, outputs: dict[str, Any]) -> int:
+def _write_outputs(session: Session, node: PythonModel, outputs: dict[str, Any]) -> int:
     specs: dict[str, OutputSpec] = {o.name: o for o in node.outputs}
-    total = 0
+    con, total = session.open(), 0
     with engine.transaction(con):
         for name in specs:
             spec = specs[name]
             total += engine.write_output(
-                con, name, outputs[name], spec.columns, spec.materialized, spec.unique_key
+                con, name, outputs[name], spec.columns, spec.materialized, spec.unique_key,
+                session.kind(name),
             )
+    for name in specs:
+        session.created(name, "table")
     return total

@@ -58,13 +58,16 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_seed(con: engine.Connection, seed: Node, root: Path) -> int:
+def load_seed(
+    con: engine.Connection, seed: Node, root: Path, existing: str | None = engine.UNKNOWN
+) -> int:
     """Replace the seed's table with the CSV's rows in one transaction.
 
     Args:
         con: Open read-write connection.
         seed: The Seed node (``path`` to the CSV, ``columns`` with optional types).
         root: Project root, for relative paths and messages.
+        existing: Current kind of the seed's relation, if known (see engine).
 
     Returns:
         Rows loaded.
@@ -78,7 +81,9 @@ def load_seed(con: engine.Connection, seed: Node, root: Path) -> int:
     types = {c.name: c.type for c in seed.columns if c.type}
     try:
         with engine.transaction(con):
-            rows = engine.replace_relation(con, seed.name, seed_select(path, types), "table") or 0
+            rows = engine.replace_relation(
+                con, seed.name, seed_select(path, types), "table", existing
+            ) or 0
             rejects = con.execute(
                 f"SELECT line, column_name, error_type, csv_line, error_message FROM {_REJECTS}"
                 " ORDER BY line"

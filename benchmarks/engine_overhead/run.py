@@ -1,0 +1,165 @@
+"""Engine overhead: `tierpool build` vs a plain Python script running the same SQL in DuckDB.
+
+Generates a project with 2 seeds and 50 chained SQL models (table materialization)
+under benchmarks/work/engine_overhead, times both as subprocesses (median of 5
+after one warm-up each) and appends the result to benchmarks/RESULTS.md under
+"## engine_overhead".
+
+Usage:
+    python benchmarks/engine_overhead/run.py [--models 50] [--repeats 5] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+WORK = ROOT / "benchmarks" / "work" / "engine_overhead"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SEED_ROWS = 2000
+
+PLAIN_SCRIPT = '''"""Plain DuckDB: load the two seeds and run the 50 model SELECTs as tables, in order."""
+import sys
+from pathlib import Path
+
+import duckdb
+
+root = Path(sys.argv[1])
+con = duckdb.connect(str(root / "target" / "plain.duckdb"))
+for seed in ("regions", "requests"):
+    con.execute(
+        f"create or replace table {seed} as select * from read_csv('{root}/seeds/{seed}.csv', header=true)"
+    )
+for line in (root / "order.txt").read_text().split():
+    sql = (root / "sql" / f"{line}.sql").read_text()
+    con.execute("begin")
+    con.execute(f"create or replace table {line} as {sql}")
+    con.execute("commit")
+con.close()
+'''
+
+
+def model_sql(i: int) -> str:
+    """Model i reads model i-1 (model 1 joins the two seeds)."""
+    if i == 1:
+        return (
+            "select r.request_id, r.region_id, g.region_class, r.energy_wh as value\n"
+            "from requests as r join regions as g on g.region_id = r.region_id\n"
+        )
+    prev = f"m{i - 1:02d}"
+    return (
+        "select request_id, region_id, region_class, value * 1.01 + 0.5 as value\n"
+        f"from {prev}\nwhere value is not null\n"
+    )
+
+
+def generate(models: int) -> Path:
+    """Write the benchmark project and return its directory."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    (WORK / "seeds").mkdir(parents=True)
+    (WORK / "sql").mkdir()
+    regions = ["region_id,region_class"] + [f"r{i},c{i % 4}" for i in range(50)]
+    (WORK / "seeds" / "regions.csv").write_text("\n".join(regions) + "\n")
+    requests = ["request_id,region_id,energy_wh"] + [
+        f"q{i},r{i % 50},{1 + (i * 7919) % 1000 / 10}" for i in range(SEED_ROWS)
+    ]
+    (WORK / "seeds" / "requests.csv").write_text("\n".join(requests) + "\n")
+    names = [f"m{i:02d}" for i in range(1, models + 1)]
+    for i, name in enumerate(names, start=1):
+        (WORK / "sql" / f"{name}.sql").write_text(model_sql(i))
+    config = "\n".join(f"  - name: {n}\n    config: {{materialized: table}}" for n in names)
+    (WORK / "sql" / "models.yml").write_text(f"models:\n{config}\n")
+    (WORK / "order.txt").write_text("\n".join(names) + "\n")
+    (WORK / "plain.py").write_text(PLAIN_SCRIPT)
+    (WORK / "target").mkdir()
+    return WORK
+
+
+def tierpool_command(project: Path) -> list[str]:
+    """The real console script when installed, else `python -m tierpool`."""
+    exe = shutil.which("tierpool")
+    base = [exe] if exe else [sys.executable, "-m", "tierpool"]
+    return [*base, "build", "--project-dir", str(project)]
+
+
+def time_command(cmd: list[str], repeats: int) -> list[float]:
+    """Wall-clock seconds of each run (after one untimed warm-up); fails loudly on error."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+        if i:
+            times.append(elapsed)
+    return times
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_results(text: str) -> None:
+    """Replace (or add) the '## engine_overhead' section of benchmarks/RESULTS.md."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    head, sep, rest = old.partition("## engine_overhead")
+    tail = ""
+    if sep:
+        nxt = rest.find("\n## ")
+        tail = rest[nxt:] if nxt >= 0 else ""
+    RESULTS.write_text(head.rstrip() + "\n\n" + text.rstrip() + "\n" + tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    project = generate(args.models)
+    plain = time_command([sys.executable, str(project / "plain.py"), str(project)], args.repeats)
+    tier = time_command(tierpool_command(project), args.repeats)
+    ratio = statistics.median(tier) / statistics.median(plain)
+    fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    text = f"""## engine_overhead
+
+`python benchmarks/engine_overhead/run.py` — 2 seeds ({SEED_ROWS} + 50 rows) and {args.models}
+chained SQL models (table materialization). `tierpool build` (the real CLI, subprocess,
+including project loading, compile checks, the lock and artifacts) against a plain Python
+script running the same SQL through DuckDB (subprocess). Median of {args.repeats} runs after
+one warm-up each.
+
+| | median (s) | runs (s) |
+|---|---|---|
+| plain DuckDB script | {statistics.median(plain):.2f} | {fmt(plain)} |
+| `tierpool build` | {statistics.median(tier):.2f} | {fmt(tier)} |
+
+Ratio tierpool / plain: **{ratio:.2f}x** (goal <= 1.3x).
+Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; Python {platform.python_version()};
+date {dt.date.today().isoformat()}. The machine was shared with other work while measuring.
+"""
+    print(text)
+    if not args.no_write:
+        write_results(text)
+
+
+if __name__ == "__main__":
+    main()
