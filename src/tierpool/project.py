@@ -27,7 +27,7 @@ from tierpool import constants as c
 from tierpool.config import Target, load_project_config, load_target
 from tierpool.data_tests import build_generic_tests, generic_test_sql, load_singular_test
 from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolError
-from tierpool.nodes import DataTest, Node, PythonModel, Seed, Source, SqlModel, TestSpec
+from tierpool.nodes import DataTest, Node, Seed, Source, SqlModel, TestSpec
 from tierpool.project_nodes import apply_properties, check_duplicates
 from tierpool.properties import RelationProps, read_properties
 from tierpool.python_models import PythonModelInfo, read_python_model
