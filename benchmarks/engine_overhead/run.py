@@ -92,11 +92,16 @@ def tierpool_command(project: Path) -> list[str]:
     return [*base, "build", "--project-dir", str(project)]
 
 
-def time_command(cmd: list[str], repeats: int) -> list[float]:
-    """Wall-clock seconds of each run (after one untimed warm-up); fails loudly on error."""
+def time_command(cmd: list[str], repeats: int, before: Path | None = None) -> list[float]:
+    """Wall-clock seconds of each run (after one untimed warm-up); fails loudly on error.
+
+    ``before``: a file deleted before each run (the compile cache, for cold runs).
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     times = []
     for i in range(repeats + 1):
+        if before is not None:
+            before.unlink(missing_ok=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         elapsed = time.perf_counter() - start
@@ -137,6 +142,8 @@ def main() -> None:
     project = generate(args.models)
     plain = time_command([sys.executable, str(project / "plain.py"), str(project)], args.repeats)
     tier = time_command(tierpool_command(project), args.repeats)
+    cold = time_command(tierpool_command(project), args.repeats,
+                        before=project / "target" / "compile_ok.json")
     ratio = statistics.median(tier) / statistics.median(plain)
     fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
     text = f"""## engine_overhead
@@ -151,8 +158,13 @@ one warm-up each.
 |---|---|---|
 | plain DuckDB script | {statistics.median(plain):.2f} | {fmt(plain)} |
 | `tierpool build` | {statistics.median(tier):.2f} | {fmt(tier)} |
+| `tierpool build`, compile checks forced (cache deleted) | {statistics.median(cold):.2f} | {fmt(cold)} |
 
-Ratio tierpool / plain: **{ratio:.2f}x** (goal <= 1.3x).
+Ratio tierpool / plain: **{ratio:.2f}x** (goal <= 1.3x); with compile checks re-run every
+time: {statistics.median(cold) / statistics.median(plain):.2f}x. The compile checks (sqlglot
+`qualify` over every model, ~5 ms each) are skipped when no project file changed since they
+last passed (fingerprint of paths, sizes and mtimes in target/compile_ok.json), which is the
+steady state of repeated builds; any edit re-runs them.
 Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; Python {platform.python_version()};
 date {dt.date.today().isoformat()}. The machine was shared with other work while measuring.
 """

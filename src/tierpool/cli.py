@@ -82,14 +82,20 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _load(project_dir: Path, target: str | None, check: bool = True) -> Any:
+def _load(project_dir: Path, target: str | None, check: bool = True, force: bool = False) -> Any:
+    """Load the project and run compile checks (skipped if unchanged since they passed)."""
     from tierpool.project import load_project
 
     project = load_project(project_dir, target)
     if check:
-        from tierpool.compile import check_project
+        from tierpool import compile_cache
 
-        check_project(project)
+        key = compile_cache.fingerprint(project)
+        if force or not compile_cache.is_fresh(project, key):
+            from tierpool.compile import check_project
+
+            check_project(project)
+            compile_cache.remember(project, key)
     return project
 
 
@@ -214,7 +220,7 @@ def compile_cmd(project_dir: Path, target: str | None, debug: bool) -> None:
     from tierpool import artifacts
     from tierpool.graph import Graph
 
-    project = _load(project_dir, target)
+    project = _load(project_dir, target, force=True)
     artifacts.write_manifest(project, Graph.from_project(project))
     click.echo(f"ok: {len(project.nodes)} nodes, {len(project.tests)} tests")
 

@@ -94,3 +94,12 @@ def test_every_command_has_help_with_example(command):
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert cli.commands[command].help.strip()
+
+
+def test_compile_checks_rerun_after_an_edit(tmp_path):
+    project = copy_fixture("run_basic", tmp_path)
+    assert invoke(project, "build").exit_code == 0
+    assert (project / "target" / "compile_ok.json").exists()
+    (project / "sql" / "family_sizes.sql").write_text("select * from model_size\n")
+    result = invoke(project, "build")
+    assert result.exit_code == 2 and "model_size" in result.output
