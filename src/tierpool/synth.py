@@ -16,7 +16,8 @@ Three ways to use it:
   data as CSV seeds, facts as Parquet files declared as ``sources:`` with the SAME
   names as the demo's fact seeds (``tier2_estimates``, ``tier3_measurements``), so
   the SQL is identical, the truth under ``truth/`` (not read by the build), and a
-  copy of the template project's SQL, Python models, singular tests and config.
+  copy of the template project's SQL, Python models, singular tests, non-fact seeds
+  (other reference/config seeds) and config.
 
 The template is the demo project at the repository root (found relative to this
 package in a source checkout), or ``template_dir``. A non-editable install has no
@@ -43,10 +44,11 @@ from tierpool.synth_truth import draw_truth, truth_frames
 
 DEFAULT_DEMO_ROWS = 20_000
 DEFAULT_SEED = 7
-REFERENCE_SEEDS_YML = "seeds/reference.yml"
 SOURCES_YML = "sql/_sources.yml"
-TEMPLATE_PATHS = ("sql", "python_models", "tests/data", "profiles.yml", "tierpool_project.yml",
-                  REFERENCE_SEEDS_YML)
+TEMPLATE_PATHS = ("sql", "python_models", "tests/data", "seeds", "profiles.yml",
+                  "tierpool_project.yml")
+# the demo's facts are CSV seeds; a written project has them as Parquet sources instead
+FACT_SEED_FILES = ("tier2_estimates.csv", "tier3_measurements.csv", "facts.yml")
 PARQUET_ROW_GROUP = 1_000_000
 
 
@@ -210,7 +212,7 @@ def default_template_dir() -> Path:
 
 
 def _copy_template(template: Path, out: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "target")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "target", *FACT_SEED_FILES)
     for rel in TEMPLATE_PATHS:
         src, dst = template / rel, out / rel
         if src.is_dir():
@@ -243,8 +245,8 @@ def write_project(out_dir: Path | str, rows: int, seed: int = DEFAULT_SEED,
         rows: about this many tier-2 rows.
         seed: generator seed.
         heavy_tail_families: see :func:`generate`.
-        template_dir: the project whose SQL, Python models, singular tests, reference
-            seed yml, profiles.yml and tierpool_project.yml are copied; default
+        template_dir: the project whose SQL, Python models, singular tests, seeds (all but
+            the fact seeds), profiles.yml and tierpool_project.yml are copied; default
             :func:`default_template_dir`.
 
     Returns:

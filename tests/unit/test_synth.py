@@ -141,6 +141,7 @@ def test_write_project_is_buildable_sql_over_parquet(tmp_path):
                 "sql/staging/tier2_checked.sql", "tests/data/staging_accounts_for_every_row.sql"):
         assert filecmp.cmp(synth.default_template_dir() / rel, out / rel, shallow=False), rel
     assert not (out / "seeds" / "tier2_estimates.csv").exists()
+    assert not (out / "seeds" / "facts.yml").exists()  # the facts are sources here
     assert (out / "truth" / "truth_models.csv").is_file()
     assert "read_parquet('data/tier2/*.parquet')" in (out / synth.SOURCES_YML).read_text()
     con = duckdb.connect()
