@@ -1,0 +1,90 @@
+"""The body of the ``hierarchical_fit`` Python model: decide, fit, gate, publish.
+
+The node always records what it did: a new fit appends its posterior tables and one
+``fit_runs`` row per indicator (published or rejected); a reused fit appends nothing and says
+"reused fit X". Rejected fits are recorded but never released: the gate data test
+(tests/data/fit_gate.sql) fails the build, and ``priors`` keeps the previous published fit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tierpool.calibration.lifecycle import (
+    cells_in_window,
+    code_fingerprint,
+    data_fingerprint,
+    decide_fit,
+    next_methodology_version,
+)
+from tierpool.calibration.publish import fit_run_rows, gate_reason, posterior_frames
+from tierpool.calibration.settings import CalibrationSettings, read_settings
+from tierpool.errors import ModelError
+
+
+def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Fit every indicator's cells inside the fit quarter's window, or reuse the recorded fit.
+
+    Args:
+        ctx: The Python model context (vars, options, previous outputs, target_dir).
+        quarterly_cells: ``residual_cells_by_quarter``.
+        outputs: The model's declared outputs (all are returned; empty frames add nothing).
+
+    Returns:
+        Output name -> rows to append.
+
+    Raises:
+        ModelError: No residuals inside the window.
+    """
+    settings = read_settings(ctx.vars, ctx.options, ctx.progress)
+    quarter = settings.fit_quarter()
+    cells = cells_in_window(quarterly_cells, quarter.window_end)
+    if cells.empty:
+        raise ModelError(
+            f"hierarchical_fit: no residuals measured before {quarter.window_end} (fit quarter {quarter}); "
+            "load tier-3 measurements or set vars.fit.quarter / --fit-id to a quarter that has data"
+        )
+    code = code_fingerprint([Path(ctx.path)] if ctx.path else [])
+    fingerprint = data_fingerprint(cells, settings.fingerprint_settings(), code)
+    decision = decide_fit(ctx.previous("fit_runs"), fingerprint, quarter, refit=settings.refit, fit_id=settings.fit_id)
+    ctx.message = decision.message
+    if decision.reuse:
+        return {name: pd.DataFrame() for name in outputs}
+    ctx.log(f"fitting {decision.fit_id}: {len(cells)} cells, {int(cells['n'].sum())} residuals measured before {quarter.window_end}")
+    frames = _fit_and_publish(ctx, cells, settings, decision.fit_id, fingerprint, quarter.window_end)
+    return {name: frames.get(name, pd.DataFrame()) for name in outputs}
+
+
+def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSettings, fit_id: str, fingerprint: str, window_end: Any) -> dict[str, pd.DataFrame]:
+    from tierpool.fit import FitSettings, GateThresholds, default_spec, fit_hierarchical
+
+    spec = default_spec(global_level=settings.global_level)
+    fit_settings = FitSettings(progress=settings.progress, **settings.sampler)
+    thresholds = GateThresholds(**settings.gate)
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    results = {}
+    for indicator in sorted(cells["indicator"].unique()):
+        part = cells[cells["indicator"] == indicator].drop(columns=["indicator"])
+        result = fit_hierarchical(part, spec, fit_settings, thresholds=thresholds)
+        result.save(Path(ctx.target_dir) / "fits" / fit_id / f"{indicator}.nc")
+        ctx.log(f"{indicator}: max r_hat {result.gate.max_r_hat:.4f}, min ess_bulk {result.gate.min_ess_bulk:.0f}, divergences {result.gate.divergences}")
+        results[indicator] = result
+    finished = datetime.now(timezone.utc).replace(tzinfo=None)
+    reason = gate_reason(results)
+    status = "rejected" if reason else "published"
+    frames = posterior_frames(fit_id, results)
+    frames["fit_runs"] = fit_run_rows(
+        fit_id, results, cells, status=status, reason=reason, started_at=started, finished_at=finished,
+        window_end=window_end, fingerprint=fingerprint, settings=settings.fingerprint_settings(),
+    )
+    if status == "published":
+        version = next_methodology_version(ctx.previous("methodology_releases"), settings.base_version)
+        frames["methodology_releases"] = pd.DataFrame({"version": [version], "fit_id": [fit_id], "released_at": [finished]})
+        ctx.message = f"published fit {fit_id} as methodology {version}"
+    else:
+        ctx.message = f"fit {fit_id} REJECTED by the gate: {reason}"
+    return frames

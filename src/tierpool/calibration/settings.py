@@ -1,0 +1,69 @@
+"""Fit settings for the calibration warehouse: project vars (``vars.fit``) plus CLI options.
+
+Precedence: ``tierpool build --fit-tune/--fit-draws/--fit-chains/--fit-id/--refit`` over
+``tierpool_project.yml`` ``vars: fit:`` over the DESIGN §5 defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from tierpool.calibration.quarters import Quarter, last_complete_quarter, parse_as_of
+from tierpool.errors import ConfigError
+
+_SAMPLER_KEYS = ("tune", "draws", "chains", "target_accept", "seed", "sampler")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Everything the fit node needs to decide and run a fit."""
+
+    sampler: dict[str, Any]
+    gate: dict[str, float]
+    base_version: str = "1.4.2"
+    as_of: date | None = None
+    quarter: Quarter | None = None
+    fit_id: str | None = None
+    refit: bool = False
+    global_level: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fit_quarter(self) -> Quarter:
+        """The quarter being fitted: from --fit-id, ``fit.quarter``, or the last complete one."""
+        if self.fit_id:
+            return Quarter.parse(self.fit_id.split("-")[0])
+        return self.quarter or last_complete_quarter(self.as_of)
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """Settings that change the fit's result (progress bars and gate thresholds do not)."""
+        return {**self.sampler, "global_level": self.global_level}
+
+
+def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool = True) -> CalibrationSettings:
+    """Merge ``vars.fit`` with CLI options into :class:`CalibrationSettings`."""
+    fit = dict(vars_.get("fit") or {})
+    unknown = set(fit) - {*_SAMPLER_KEYS, "gate", "methodology_base_version", "as_of", "quarter", "global_level"}
+    if unknown:
+        raise ConfigError(f"tierpool_project.yml vars.fit: unknown key(s) {sorted(unknown)}; valid: {sorted({*_SAMPLER_KEYS, 'gate', 'methodology_base_version', 'as_of', 'quarter', 'global_level'})}")
+    sampler = {"tune": 2000, "draws": 4000, "chains": 4, "target_accept": 0.9, "seed": 20261121, "sampler": "nutpie"}
+    sampler.update({k: fit[k] for k in _SAMPLER_KEYS if k in fit})
+    for key in ("tune", "draws", "chains"):
+        if options.get(f"fit_{key}") is not None:
+            sampler[key] = int(options[f"fit_{key}"])
+    gate = {"max_r_hat": 1.01, "min_ess_bulk": 400.0, "max_divergences": 0}
+    gate.update(fit.get("gate") or {})
+    quarter = Quarter.parse(str(fit["quarter"])) if fit.get("quarter") else None
+    return CalibrationSettings(
+        sampler=sampler,
+        gate=gate,
+        base_version=str(fit.get("methodology_base_version", "1.4.2")),
+        as_of=parse_as_of(fit.get("as_of")),
+        quarter=quarter,
+        fit_id=options.get("fit_id") or None,
+        refit=bool(options.get("refit")),
+        global_level=bool(fit.get("global_level", False)),
+        progress=progress and options.get("progress", True) is not False,
+    )
