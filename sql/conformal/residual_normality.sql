@@ -11,12 +11,15 @@
 -- tail_p_value = P(X >= tail_count) for X ~ Binomial(n, 0.0027) (exact: 1 minus the sum of
 -- the lgamma-based pmf over 0..tail_count-1).
 -- heavy_tailed (thresholds in calibration_config): excess kurtosis above
--- normality_max_excess_kurtosis with n >= normality_min_n, or a tail share at least
--- normality_tail_ratio times the Gaussian one with tail_p_value < normality_tail_p.
+-- normality_max_excess_kurtosis AND above normality_kurtosis_z standard errors
+-- sqrt(24/n) with n >= normality_min_n (a fixed kurtosis bar alone flags small Gaussian
+-- families by chance: at n = 132 the sd of the estimate is 0.43), or a tail share at
+-- least normality_tail_ratio times the Gaussian one with tail_p_value < normality_tail_p.
 with cfg as (
     select
         max(c.value) filter (where c.key = 'normality_min_n') as min_n,
         max(c.value) filter (where c.key = 'normality_max_excess_kurtosis') as max_kurtosis,
+        max(c.value) filter (where c.key = 'normality_kurtosis_z') as kurtosis_z,
         max(c.value) filter (where c.key = 'normality_tail_ratio') as tail_ratio,
         max(c.value) filter (where c.key = 'normality_tail_p') as tail_p,
         0.0026997960632601866 as gaussian_tail  -- P(|N(0,1)| > 3)
@@ -115,6 +118,7 @@ stats as (
         case when m.tail_count = 0 then 1.0 else greatest(0.0, 1 - t.below) end as tail_p_value,
         cfg.min_n,
         cfg.max_kurtosis,
+        cfg.kurtosis_z,
         cfg.tail_ratio,
         cfg.tail_p
     from moments as m
@@ -132,12 +136,14 @@ select
     s.expected_tail_share,
     s.tail_share / s.expected_tail_share as tail_ratio,
     s.tail_p_value,
-    coalesce(s.n >= s.min_n and s.excess_kurtosis > s.max_kurtosis, false)
+    coalesce(s.n >= s.min_n and s.excess_kurtosis > s.max_kurtosis
+        and s.excess_kurtosis > s.kurtosis_z * sqrt(24.0 / s.n), false)
     or (s.tail_share >= s.tail_ratio * s.expected_tail_share and s.tail_p_value < s.tail_p)
         as heavy_tailed,
     nullif(concat_ws('; ',
         case
             when s.n >= s.min_n and s.excess_kurtosis > s.max_kurtosis
+                and s.excess_kurtosis > s.kurtosis_z * sqrt(24.0 / s.n)
                 then 'excess kurtosis ' || cast(round(s.excess_kurtosis, 2) as varchar)
                     || ' > ' || cast(s.max_kurtosis as varchar)
         end,
