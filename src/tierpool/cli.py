@@ -327,6 +327,27 @@ def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bo
 
 
 @cli.command()
+@click.option("--fit-id", default=None, help="Fit to report (default: the latest published fit).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: target/report/index.html).")
+@_project_options
+@_errors
+def report(fit_id: str | None, out: Path | None, project_dir: Path, target: str | None, debug: bool) -> None:
+    """Write a static HTML report of a fit (figures embedded; opens the warehouse read-only).
+
+    Example:
+
+        tierpool report --fit-id 2026Q3 --out /tmp/report.html
+    """
+    from tierpool.report import write_report
+
+    project = _load(project_dir, target, check=False)
+    path = write_report(project.target.path, out or project.target_dir / "report" / "index.html",
+                        fit_id=fit_id, fits_dir=project.target_dir / "fits")
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
 @click.option("--rows", type=int, default=None, help="Number of tier-2 requests to generate.")
 @click.option("--seed", "seed_", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
