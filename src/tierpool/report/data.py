@@ -102,7 +102,8 @@ def load_report_data(db_path: Path, fit_id: str | None = None) -> ReportData:
             tables[name] = _df(con, f"SELECT * FROM {name} WHERE fit_id = ?", [chosen])
         tables["fit_runs"] = _df(con, "SELECT * FROM fit_runs ORDER BY started_at, fit_id, indicator")
         optional = {
-            "residual_cells": "SELECT indicator, model_id, family_id, region_id, region_class_id, n, mean, S FROM residual_cells",
+            "residual_cells": "SELECT indicator, model_id, family_id, region_id, region_class_id, n, mean, S "
+                              "FROM residual_cells",
             "methodology_releases": "SELECT * FROM methodology_releases ORDER BY released_at",
             "coverage_report": "SELECT * FROM coverage_report",
             "coverage_release": "SELECT * FROM coverage_release",

@@ -7,7 +7,6 @@ taken from the warehouse is all the safety it needs.
 from __future__ import annotations
 
 import html
-import math
 from string import Template
 from typing import Any
 
@@ -49,9 +48,7 @@ $body
 
 def esc(value: Any) -> str:
     """HTML-escape any value; floats get 4 significant digits, missing values a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "&ndash;"
-    if value is pd.NaT:
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return "&ndash;"
     if isinstance(value, float):
         return f"{value:.4g}"

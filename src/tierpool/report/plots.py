@@ -114,7 +114,8 @@ def region_effects(regions: pd.DataFrame, classes: pd.DataFrame) -> str:
         ax.errorbar(group["mean"], ys, xerr=[group["mean"] - group["q05"], group["q95"] - group["mean"]],
                     fmt="o", ms=4, color=colours(i % 10), label=str(cls), capsize=0)
         if cls in cls_mu.index:
-            ax.plot([cls_mu.loc[cls, "mean"]] * 2, [ys.min() - 0.4, ys.max() + 0.4], color=colours(i % 10), lw=2, alpha=0.5)
+            ax.plot([cls_mu.loc[cls, "mean"]] * 2, [ys.min() - 0.4, ys.max() + 0.4],
+                    color=colours(i % 10), lw=2, alpha=0.5)
     ax.set_yticks(order.index, order["region_id"], fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)

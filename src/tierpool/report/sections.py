@@ -3,7 +3,6 @@ coverage, diagnostics) and the fit history. Each returns an HTML fragment."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ from tierpool.report import plots
 from tierpool.report.data import ReportData
 from tierpool.report.page import figure, note, section, table
 
-log = logging.getLogger(__name__)
-
 _RANK_PARAMS = 4
 _WORST_ROWS = 8
+_DRAWS_DIM = {"families": "family", "models": "model", "region_classes": "region_class", "regions": "region"}
 _LEVEL_ID = {"posterior_families": "family_id", "posterior_models": "model_id",
              "posterior_region_classes": "region_class_id", "posterior_regions": "region_id"}
 
@@ -74,7 +72,8 @@ def _new_models(data: ReportData, ind: str) -> str:
 def _coverage(data: ReportData, ind: str) -> str:
     report = data.get("coverage_report", ind)
     if report is None:
-        return note("No coverage_report table in this warehouse: build the conformal calibration models to see coverage.")
+        return note("No coverage_report table in this warehouse: "
+                    "build the conformal calibration models to see coverage.")
     cells = report[report["grouping"] == "cell"]
     if cells.empty:
         return note("coverage_report has no cell rows for this indicator.")
@@ -83,8 +82,8 @@ def _coverage(data: ReportData, ind: str) -> str:
         nominal = float(group["nominal"].dropna().iloc[0]) if group["nominal"].notna().any() else 0.9
         parts.append(f"<h4>Folds: {mode}</h4>" + figure(plots.coverage(group, nominal), f"coverage {ind} {mode}"))
     flagged = cells[cells["status"] != "pass"]
-    cols = [c for c in ("mode", "model_id", "region_id", "n", "empirical_coverage", "mean_width_pct", "p_value", "status")
-            if c in cells.columns]
+    wanted = ("mode", "model_id", "region_id", "n", "empirical_coverage", "mean_width_pct", "p_value", "status")
+    cols = [c for c in wanted if c in cells.columns]
     summary = report[report["grouping"] != "cell"].sort_values(["mode", "grouping", "n"], ascending=[True, True, False])
     group_cols = [c for c in ("mode", "grouping", "family_id", "region_class_id", "conformal_level", "n",
                               "empirical_coverage", "mean_width_pct", "p_value", "status") if c in summary.columns]
@@ -111,7 +110,7 @@ def _rank_params(worst: pd.DataFrame, idata: Any) -> list[tuple[str, dict[str, A
     """
     params = []
     for row in worst.itertuples(index=False):
-        dim = {"families": "family", "models": "model", "region_classes": "region_class", "regions": "region"}[row.level]
+        dim = _DRAWS_DIM[row.level]
         var = f"{'mu' if row.parameter == 'level' else row.parameter}_{dim}"
         if var in idata.posterior and row.group_id in idata.posterior[var].coords[dim].values:
             if (var, {dim: row.group_id}) not in params:
