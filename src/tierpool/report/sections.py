@@ -123,7 +123,8 @@ def _rank_params(worst: pd.DataFrame, idata: Any) -> list[tuple[str, dict[str, A
 def _rank_section(fits_dir: Path | None, fit_id: str, ind: str, worst: pd.DataFrame) -> str:
     path = fits_dir / fit_id / f"{ind}.nc" if fits_dir is not None else None
     if path is None or not path.exists():
-        return note(f"No draws file {path}: rank plots need the fit's ArviZ file.")
+        where = f"no draws file {path}" if path is not None else "no draws folder given"
+        return note(f"Rank plots need the fit's ArviZ file ({where}).")
     import arviz as az
 
     idata = az.from_netcdf(path)
