@@ -48,7 +48,8 @@ def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[
             f"hierarchical_fit: no residuals measured before {quarter.window_end} (fit quarter {quarter}); "
             "load tier-3 measurements or set vars.fit.quarter / --fit-id to a quarter that has data"
         )
-    code = code_fingerprint([Path(ctx.path)] if ctx.path else [])
+    # ctx.path is the display path, relative to the project: resolve it, as the build may run elsewhere.
+    code = code_fingerprint([Path(ctx.project_dir) / ctx.path] if ctx.path else [])
     fingerprint = data_fingerprint(cells, settings.fingerprint_settings(), code)
     decision = decide_fit(ctx.previous("fit_runs"), fingerprint, quarter, refit=settings.refit, fit_id=settings.fit_id)
     ctx.message = decision.message
