@@ -1,0 +1,319 @@
+"""End-to-end: `tierpool synth` + `tierpool build` of a small calibration warehouse (issue 4, item 8).
+
+One synth warehouse (~20k tier-2 rows) is built once per session with reduced sampler settings
+and test gate thresholds written into its tierpool_project.yml (the "test profile"); every test
+that changes the project works on a copy. Builds run in-process through click's CliRunner, so the
+fit library's per-process compile cache makes the later refits cost only their sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from cli_helpers import invoke, query, run_results
+from click.testing import CliRunner
+
+from tierpool.cli import cli
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # the machine is shared; sampling must not fan out
+
+pytestmark = [pytest.mark.slow, pytest.mark.fit]
+
+ROWS, SYNTH_SEED = 20_000, 1
+INDICATORS = ("energy_wh", "gco2e")
+FIT_ID, WINDOW_END = "2026Q3", "2026-10-01 00:00:00"
+# Reduced sampling: ~4 s of NUTS per indicator on top of one model compile. Gate thresholds are
+# relaxed to match (the default gate, ess_bulk >= 400, needs the default draws); as_of pins the
+# fit quarter to 2026Q3 whatever the date the suite runs on.
+TEST_FIT_VARS = {
+    "tune": 300,
+    "draws": 300,
+    "chains": 2,
+    "target_accept": 0.9,
+    "seed": 20261121,
+    "methodology_base_version": "1.4.2",
+    "as_of": "2026-11-21",
+    "gate": {"max_r_hat": 1.05, "min_ess_bulk": 100, "max_divergences": 5},
+}
+POSTERIOR_TABLES = ("posterior_families", "posterior_models", "posterior_region_classes", "posterior_regions")
+# The fit sees only the fit fold of the residuals (the other folds are held out for conformal calibration).
+FIT_FOLD = "residuals r join request_folds f using (request_id) where f.fold = 'fit'"
+SUMMARY = ["mean", "sd", "q05", "q50", "q95", "r_hat", "ess_bulk", "ess_tail", "n_obs"]
+ISSUE_COLUMNS = {  # issue 4 items 2-4; the yml may document more, never fewer
+    "rejected_rows": ["source", "indicator", "request_id", "reason"],
+    "residual_cells": ["indicator", "model_id", "region_id", "n", "mean", "s"],
+    "posterior_families": ["fit_id", "indicator", "family_id", "parameter", *SUMMARY],
+    "posterior_models": ["fit_id", "indicator", "model_id", "parameter", *SUMMARY, "pooling"],
+    "posterior_region_classes": ["fit_id", "indicator", "region_class_id", "parameter", *SUMMARY],
+    "posterior_regions": ["fit_id", "indicator", "region_id", "parameter", *SUMMARY],
+    "posterior_predictive": ["fit_id", "indicator", "kind", "mean", "sd", "q05", "q95"],
+    "fit_runs": ["fit_id", "indicator", "status", "reason", "max_r_hat", "min_ess_bulk", "divergences",
+                 "settings", "window_end", "fingerprint"],
+    "methodology_releases": ["version", "fit_id"],
+    "priors": ["indicator", "model_id", "family_id", "region_id", "region_class_id", "bias_mean", "bias_sd",
+               "dispersion", "pred_mean", "pred_sd", "pred_q05", "pred_q95", "source_level", "region_level",
+               "fit_id", "methodology_version"],
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    """The session's built warehouse: its project dir and the first build's CLI result."""
+
+    project: Path
+    exit_code: int
+    output: str
+
+
+def write_fit_vars(project: Path, **overrides: object) -> None:
+    """Replace ``vars.fit`` in the project's tierpool_project.yml (the test profile)."""
+    path = project / "tierpool_project.yml"
+    config = yaml.safe_load(path.read_text())
+    config.setdefault("vars", {})["fit"] = {**TEST_FIT_VARS, **overrides}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def df(project: Path, sql: str) -> pd.DataFrame:
+    """A read-only query as a DataFrame."""
+    import duckdb
+
+    con = duckdb.connect(str(project / "target" / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).df()
+    finally:
+        con.close()
+
+
+def table_counts(project: Path) -> dict[str, int]:
+    tables = [*POSTERIOR_TABLES, "posterior_predictive", "fit_runs", "methodology_releases", "priors_history"]
+    return {t: query(project, f"select count(*) from {t}")[0][0] for t in tables}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    project = tmp_path_factory.mktemp("warehouse") / "synth"
+    synth = CliRunner().invoke(cli, ["synth", "--rows", str(ROWS), "--seed", str(SYNTH_SEED), "--out", str(project)])
+    assert synth.exit_code == 0, synth.output
+    write_fit_vars(project)
+    result = invoke(project, "build", "--no-progress")
+    return Built(project, result.exit_code, result.output)
+
+
+@pytest.fixture()
+def copy_built(built: Built, tmp_path: Path) -> Path:
+    """A private copy of the built warehouse (project files, DuckDB file and fits)."""
+    dest = tmp_path / "synth"
+    shutil.copytree(built.project, dest)
+    return dest
+
+
+def test_build_publishes_first_fit(built: Built) -> None:
+    assert built.exit_code == 0, built.output[-3000:]
+    assert f"published fit {FIT_ID} as methodology 1.4.3" in built.output
+    results = run_results(built.project)
+    assert results["hierarchical_fit"]["status"] == "success"
+    assert results["fit_gate"]["status"] == "pass"
+
+
+def test_tables_have_documented_columns(built: Built) -> None:
+    documented: dict[str, list[str]] = {}
+    for path in [*built.project.glob("sql/**/*.yml"), *built.project.glob("python_models/*.yml")]:
+        for node in (yaml.safe_load(path.read_text()) or {}).get("models") or []:
+            documented[node["name"]] = [c["name"].lower() for c in node.get("columns") or []]
+    assert set(ISSUE_COLUMNS) <= set(documented)
+    for name, columns in documented.items():
+        actual = [r[0].lower() for r in query(built.project, f"describe {name}")]
+        assert sorted(actual) == sorted(columns), name
+    for name, columns in ISSUE_COLUMNS.items():
+        assert set(columns) <= set(documented[name]), name
+
+
+def test_each_kind_of_bad_row_lands_in_rejected_rows(built: Built) -> None:
+    expected = pd.read_csv(built.project / "truth" / "expected_rejections.csv")
+    rejected = df(built.project, "select source, indicator, request_id, reason from rejected_rows")
+    as_set = lambda frame: set(frame.itertuples(index=False, name=None))  # noqa: E731
+    assert as_set(rejected) == as_set(expected[["source", "indicator", "request_id", "reason"]])
+    kinds = set(zip(rejected["source"], rejected["reason"]))
+    for kind in [("tier2_estimates", r) for r in ("non_positive_value", "non_finite_value", "unknown_model",
+                                                   "unknown_region", "duplicate_key")] + \
+                [("tier3_measurements", r) for r in ("non_positive_value", "non_finite_value", "duplicate_key",
+                                                      "no_tier2_match")]:
+        assert kind in kinds
+    assert f"{len(expected)} rows" in built.output.split("model rejected_rows")[1].splitlines()[0]
+
+
+def test_residuals_and_cells_are_consistent(built: Built) -> None:
+    p = built.project
+    assert query(p, "select count(*) from residuals where not isfinite(residual)") == [(0,)]
+    n_res = query(p, "select count(*) from residuals")[0][0]
+    assert n_res > 5000
+    assert query(p, "select sum(n) from residual_cells")[0][0] == n_res
+    check = df(p, """
+        select c.n, c.mean, c.S as s, r.m, r.ss
+        from residual_cells c join (
+            select indicator, model_id, region_id, avg(residual) m, var_pop(residual) * count(*) ss
+            from residuals group by all) r using (indicator, model_id, region_id)""")
+    assert len(check) == query(p, "select count(*) from residual_cells")[0][0]
+    assert (check["mean"] - check["m"]).abs().max() < 1e-9
+    assert (check["s"] - check["ss"]).abs().max() < 1e-6
+    assert (check["s"] >= 0).all()
+
+
+def test_posteriors_predictive_and_fit_runs(built: Built) -> None:
+    p = built.project
+    for table in POSTERIOR_TABLES:
+        rows = df(p, f"select fit_id, indicator, count(*) n from {table} group by all")
+        assert set(zip(rows["fit_id"], rows["indicator"])) == {(FIT_ID, i) for i in INDICATORS}, table
+    # every model with fit-fold residuals in the window was fitted, with its own n_obs
+    fitted = df(p, "select indicator, model_id, n_obs from posterior_models where parameter = 'level'")
+    data = df(p, f"select r.indicator, r.model_id, count(*) n from {FIT_FOLD} group by all")
+    merged = data.merge(fitted, on=["indicator", "model_id"], how="outer")
+    assert (merged["n"] == merged["n_obs"]).all()
+    pooling = df(p, "select pooling from posterior_models where parameter = 'mu'")["pooling"]
+    assert pooling.between(0, 1).all()
+    kinds = {r[0] for r in query(p, "select distinct kind from posterior_predictive")}
+    assert {"model_region", "new_model_region", "model_new_region", "new_family_region"} <= kinds
+    bad = query(p, "select count(*) from posterior_predictive where not (sd > 0 and q05 < mean and mean < q95)")
+    assert bad == [(0,)]
+
+    runs = df(p, "select * from fit_runs order by indicator")
+    assert list(runs["indicator"]) == list(INDICATORS)
+    assert set(runs["fit_id"]) == {FIT_ID} and set(runs["status"]) == {"published"}
+    assert runs["reason"].isna().all() or set(runs["reason"].fillna("")) == {""}
+    settings = json.loads(runs["settings"][0])
+    assert {k: settings[k] for k in ("tune", "draws", "chains")} == {"tune": 300, "draws": 300, "chains": 2}
+    assert str(runs["window_end"][0]) == WINDOW_END
+    assert runs["fingerprint"].str.fullmatch(r"[0-9a-f]{64}").all() and runs["fingerprint"].nunique() == 1
+    assert (runs["max_r_hat"] <= 1.05).all() and (runs["min_ess_bulk"] >= 100).all()
+    assert query(p, "select version, fit_id from methodology_releases") == [("1.4.3", FIT_ID)]
+
+
+def test_fit_draws_are_saved(built: Built) -> None:
+    import arviz as az
+
+    for indicator in INDICATORS:
+        path = built.project / "target" / "fits" / FIT_ID / f"{indicator}.nc"
+        assert path.is_file()
+    idata = az.from_netcdf(built.project / "target" / "fits" / FIT_ID / "energy_wh.nc")
+    assert (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]) == (2, 300)
+
+
+def test_priors_cover_catalogue_with_fallback_levels(built: Built) -> None:
+    p = built.project
+    priors = df(p, "select * from priors")
+    n_models = query(p, "select count(*) from models")[0][0]
+    n_regions = query(p, "select count(*) from regions")[0][0]
+    assert len(priors) == len(INDICATORS) * n_models * n_regions
+    assert not priors.duplicated(["indicator", "model_id", "region_id"]).any()
+    assert set(priors["fit_id"]) == {FIT_ID} and set(priors["methodology_version"]) == {"1.4.3"}
+    assert priors[["bias_mean", "bias_sd", "dispersion", "pred_mean", "pred_sd"]].notna().all().all()
+    # expected level: model with fit-fold residuals -> 'model'; else family with some -> 'family'; else 'global'
+    seen = df(p, f"select distinct r.indicator, r.model_id, r.family_id from {FIT_FOLD}")
+    levels = priors.apply(
+        lambda r: "model" if ((seen.indicator == r.indicator) & (seen.model_id == r.model_id)).any()
+        else "family" if ((seen.indicator == r.indicator) & (seen.family_id == r.family_id)).any()
+        else "global", axis=1)
+    assert (priors["source_level"] == levels).all()
+    assert {"model", "family", "global"} <= set(priors["source_level"])
+    # the synth catalogue has models without tier-3 data and one whole family without any
+    assert priors.loc[priors.source_level == "global", "family_id"].nunique() >= 1
+    history = df(p, "select fit_id, count(*) n from priors_history group by all")
+    assert history.to_dict("records") == [{"fit_id": FIT_ID, "n": len(priors)}]
+
+
+def test_rebuild_reuses_fit_and_appends_nothing(copy_built: Path) -> None:
+    before = table_counts(copy_built)
+    result = invoke(copy_built, "build", "--no-progress")
+    assert result.exit_code == 0, result.output[-3000:]
+    assert f"reused fit {FIT_ID}" in result.output
+    assert "fitting" not in result.output
+    assert table_counts(copy_built) == before
+
+
+def test_gate_rejection_keeps_previous_priors(copy_built: Path) -> None:
+    priors_before = df(copy_built, "select * from priors order by all")
+    # thresholds no fit of any size can meet: the refit must be recorded and rejected
+    write_fit_vars(copy_built, gate={"max_r_hat": 1.05, "min_ess_bulk": 1.0e9, "max_divergences": 5})
+    result = invoke(copy_built, "build", "--no-progress", "--refit")
+    assert result.exit_code == 1
+    assert f"fit {FIT_ID}-r2 REJECTED by the gate" in result.output
+    assert "min ess_bulk" in result.output and "< 1000000000" in result.output
+    assert run_results(copy_built)["fit_gate"]["status"] == "fail"
+    runs = query(copy_built, "select fit_id, status from fit_runs order by finished_at, indicator")
+    assert runs == [(FIT_ID, "published")] * 2 + [(f"{FIT_ID}-r2", "rejected")] * 2
+    reason = query(copy_built, f"select distinct reason from fit_runs where fit_id = '{FIT_ID}-r2'")
+    assert len(reason) == 1 and "min ess_bulk" in reason[0][0]
+    assert query(copy_built, "select count(*) from methodology_releases") == [(1,)]
+    priors_after = df(copy_built, "select * from priors order by all")
+    pd.testing.assert_frame_equal(priors_after, priors_before)
+    assert set(priors_after["fit_id"]) == {FIT_ID} and set(priors_after["methodology_version"]) == {"1.4.3"}
+    # the rejected fit's rows are kept (append, keyed by fit_id) for diagnosis
+    assert query(copy_built, f"select count(*) from posterior_models where fit_id = '{FIT_ID}-r2'")[0][0] > 0
+
+
+def test_new_catalogue_model_gets_family_priors_without_sampling(copy_built: Path) -> None:
+    models = copy_built / "seeds" / "models.csv"
+    models.write_text(models.read_text() + '"mistral-next-12b","mistral","dense",12,12,2026-11-01\n')
+    before = table_counts(copy_built)
+    result = invoke(copy_built, "build", "--no-progress")
+    assert result.exit_code == 0, result.output[-3000:]
+    assert f"reused fit {FIT_ID}" in result.output and "fitting" not in result.output
+    new = df(copy_built, "select * from priors where model_id = 'mistral-next-12b'")
+    n_regions = query(copy_built, "select count(*) from regions")[0][0]
+    assert len(new) == len(INDICATORS) * n_regions
+    assert set(new["source_level"]) == {"family"} and set(new["family_id"]) == {"mistral"}
+    assert set(new["fit_id"]) == {FIT_ID} and set(new["methodology_version"]) == {"1.4.3"}
+    # the model side is the family's posterior mu: a SQL lookup into the existing fit
+    family_mu = df(copy_built, f"""select indicator, mean from posterior_families
+        where fit_id = '{FIT_ID}' and family_id = 'mistral' and parameter = 'mu'""")
+    fitted_regions = new[new.region_level == "region"].merge(
+        df(copy_built, f"select indicator, region_id, mean region_mu from posterior_regions "
+                       f"where fit_id = '{FIT_ID}' and parameter = 'mu'"), on=["indicator", "region_id"])
+    fitted_regions = fitted_regions.merge(family_mu, on="indicator")
+    assert len(fitted_regions) > 0
+    assert ((fitted_regions["bias_mean"] - fitted_regions["mean"] - fitted_regions["region_mu"]).abs() < 1e-9).all()
+    after = table_counts(copy_built)
+    assert after["priors_history"] == before["priors_history"] + len(new)
+    assert {k: v for k, v in after.items() if k != "priors_history"} == \
+        {k: v for k, v in before.items() if k != "priors_history"}
+
+
+def test_rows_measured_after_the_window_wait(copy_built: Path) -> None:
+    import duckdb
+
+    # tier-3 measurements in 2026Q4 for valid tier-2 requests that had none
+    new_rows = df(copy_built, f"""
+        select t2.request_id, t2.indicator, timestamp '2026-11-05 12:00:00' as measured_at,
+               t2.estimate * 1.3 as measurement
+        from stg_tier2 t2
+        anti join read_parquet('{copy_built}/data/tier3/*.parquet') t3 using (request_id, indicator)
+        order by t2.request_id, t2.indicator limit 200""")
+    assert len(new_rows) == 200
+    before_res = query(copy_built, "select count(*) from residuals")[0][0]
+    before = table_counts(copy_built)
+    fingerprints = query(copy_built, "select indicator, fingerprint, n_obs from fit_runs order by indicator")
+    con = duckdb.connect()
+    con.register("new_rows", new_rows)
+    con.execute(f"copy new_rows to '{copy_built}/data/tier3/part-1.parquet' (format parquet)")
+    con.close()
+    result = invoke(copy_built, "build", "--no-progress")
+    assert result.exit_code == 0, result.output[-3000:]
+    after_res = query(copy_built, "select count(*) from residuals")[0][0]
+    assert after_res - before_res == 200
+    assert query(copy_built, "select count(*) from residuals where fit_quarter = '2026Q4'")[0][0] == after_res - before_res
+    assert f"reused fit {FIT_ID}" in result.output and "fitting" not in result.output
+    assert table_counts(copy_built) == before
+    assert query(copy_built, "select indicator, fingerprint, n_obs from fit_runs order by indicator") == fingerprints
+    in_window = query(copy_built, f"""select r.indicator, count(*) from {FIT_FOLD}
+        and r.measured_at < timestamp '{WINDOW_END}' group by all order by all""")
+    everything = query(copy_built, f"select r.indicator, count(*) from {FIT_FOLD} group by all order by all")
+    assert sum(n for _, n in everything) > sum(n for _, n in in_window)  # some new rows are in the fit fold
+    assert [(i, n) for i, _, n in fingerprints] == in_window
