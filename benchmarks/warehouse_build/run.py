@@ -155,6 +155,15 @@ def bench(rows: int, env: dict[str, str], fit_args: list[str], seed: int) -> dic
     return result
 
 
+def _code_state() -> str:
+    """HEAD commit and the src/ files modified in the working tree (the tree is shared)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines() if line.strip()]
+    return f"commit {git('rev-parse', '--short', 'HEAD').strip()}" + (f", uncommitted edits in {', '.join(dirty)}" if dirty else "")
+
+
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any], note: str) -> str:
     """The '## warehouse_build' section of RESULTS.md."""
     lines = [
@@ -190,7 +199,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], note: str) -> 
                 f"min ess_bulk {x['min_ess_bulk']:.0f}, divergences {x['divergences']}, {x['n_cells']} cells / "
                 f"{x['n_obs']:,} residuals; synth {r['synth_s']:.0f} s, Parquet {r['parquet_mb']:.0f} MB"
             )
-    lines += ["", f"Machine: {meta['machine']}; date {meta['date']}.", ""]
+    lines += ["", f"Machine: {meta['machine']}; date {meta['date']}; code: {meta['code']}.", ""]
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)
@@ -225,7 +234,7 @@ def main() -> None:
     sampler = "project defaults (tune 2000, draws 4000, chains 4, nutpie)" if not fit_args else " ".join(fit_args)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    meta = {"sampler": sampler, "date": dt.date.today().isoformat(),
+    meta = {"sampler": sampler, "date": dt.date.today().isoformat(), "code": _code_state(),
             "machine": f"{os.cpu_count()} CPUs (`nproc`), {cpu}; Python {platform.python_version()}"}
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
     text = markdown(results, meta, args.note)
