@@ -1,0 +1,149 @@
+"""fit_scaling benchmark: the marginalised fit at the default settings on synthetic cells.
+
+Usage (one size per process, so peak memory and the cold compile are per size):
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/fit_scaling/run.py --rows 100000
+    python benchmarks/fit_scaling/run.py --demo          # two indicators, warm cache
+    python benchmarks/fit_scaling/run.py --baseline centred --rows 100000
+
+Prints one JSON line per measurement (appended to benchmarks/fit_scaling/results.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+for _k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_k, "1")
+
+import numpy as np  # noqa: E402
+
+from tierpool.fit import FitSettings, default_spec, draw_synthetic, fit_hierarchical  # noqa: E402
+
+OUT = Path(__file__).with_name("results.jsonl")
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _record(row: dict) -> None:
+    row["peak_mib"] = round(_peak_mib(), 1)
+    line = json.dumps(row)
+    print(line, flush=True)
+    with OUT.open("a") as fh:
+        fh.write(line + "\n")
+
+
+def _summarise(kind: str, rows: int, fit, wall: float, n_cells: int) -> dict:
+    samp = fit.timings["sampling"]
+    stats = fit.idata.sample_stats
+    return {
+        "kind": kind, "rows": rows, "cells": n_cells, "compile_s": round(fit.timings["compile"], 2),
+        "cache_hit": bool(fit.timings["cache_hit"]), "sampling_s": round(samp, 2),
+        "posterior_s": round(fit.timings["posterior"], 2), "wall_s": round(wall, 2),
+        "max_r_hat": round(fit.gate.max_r_hat, 4), "min_ess_bulk": round(fit.gate.min_ess_bulk, 1),
+        "min_ess_per_s": round(fit.gate.min_ess_bulk / samp, 2), "divergences": fit.gate.divergences,
+        "mean_leapfrog": round(float(np.mean(stats["n_steps"].values)), 1) if "n_steps" in stats else None,
+        "gate_passed": fit.gate.passed, "settings": "tune 2000, draws 4000, chains 4",
+    }
+
+
+def run_size(rows: int, seed: int) -> None:
+    syn = draw_synthetic(seed, rows=rows)
+    settings = FitSettings(progress=False, seed=seed)
+    for label in ("cold", "warm"):
+        t = time.perf_counter()
+        fit = fit_hierarchical(syn.cells, default_spec(), settings, catalogue=syn.catalogue)
+        _record(_summarise(f"marginalised_{label}", rows, fit, time.perf_counter() - t, len(syn.cells)))
+
+
+def run_demo(seed: int) -> None:
+    """Two indicators of a demo-sized problem; the first fit warms the cache (reported apart)."""
+    settings = FitSettings(progress=False, seed=seed)
+    warm = draw_synthetic(seed + 100, rows=20_000)
+    fit_hierarchical(warm.cells, default_spec(), settings, catalogue=warm.catalogue)
+    t = time.perf_counter()
+    fits = []
+    for k in range(2):
+        syn = draw_synthetic(seed + k, rows=20_000)
+        fits.append(fit_hierarchical(syn.cells, default_spec(), settings, catalogue=syn.catalogue))
+    wall = time.perf_counter() - t
+    _record({"kind": "demo_two_indicators_warm", "rows": 20_000, "wall_s": round(wall, 2),
+             "sampling_s": [round(f.timings["sampling"], 2) for f in fits],
+             "gate_passed": [f.gate.passed for f in fits],
+             "max_r_hat": [round(f.gate.max_r_hat, 4) for f in fits],
+             "min_ess_bulk": [round(f.gate.min_ess_bulk, 1) for f in fits],
+             "divergences": [f.gate.divergences for f in fits]})
+
+
+def run_baseline(kind: str, rows: int, seed: int) -> None:
+    """The per-row model as the methodology writes it (centred) or non-centred, plain PyMC NUTS."""
+    import arviz as az
+    import pymc as pm
+
+    from benchmarks_rows import expand_rows  # type: ignore[import-not-found]
+
+    syn = draw_synthetic(seed, rows=rows)
+    rows_df = expand_rows(syn, seed)
+    fam = syn.truth["family"]["id"].to_numpy()
+    mod = syn.truth["model"]
+    cls = syn.truth["region_class"]["id"].to_numpy()
+    reg = syn.truth["region"]
+    coords = {"family": fam, "model": mod["id"].to_numpy(), "region_class": cls, "region": reg["id"].to_numpy()}
+    m_idx, g_idx = rows_df["m"].to_numpy(), rows_df["g"].to_numpy()
+    fm, cg = mod["parent"].to_numpy(), reg["parent"].to_numpy()
+    with pm.Model(coords=coords):
+        s_f = pm.HalfNormal("sigma_family", 0.5, dims="family")
+        s_m = pm.HalfNormal("sigma_model", s_f[fm], dims="model")
+        s_c = pm.HalfNormal("sigma_region_class", 0.5, dims="region_class")
+        if kind == "centred":
+            mu_f = pm.Normal("mu_family", 0, s_f, dims="family")
+            mu_m = pm.Normal("mu_model", mu_f[fm], s_f[fm], dims="model")
+            mu_c = pm.Normal("mu_region_class", 0, s_c, dims="region_class")
+            mu_g = pm.Normal("mu_region", mu_c[cg], s_c[cg], dims="region")
+        else:
+            mu_f = pm.Deterministic("mu_family", s_f * pm.Normal("z_f", 0, 1, dims="family"), dims="family")
+            mu_m = pm.Deterministic("mu_model", mu_f[fm] + s_f[fm] * pm.Normal("z_m", 0, 1, dims="model"), dims="model")
+            mu_c = pm.Deterministic("mu_region_class", s_c * pm.Normal("z_c", 0, 1, dims="region_class"), dims="region_class")
+            mu_g = pm.Deterministic("mu_region", mu_c[cg] + s_c[cg] * pm.Normal("z_g", 0, 1, dims="region"), dims="region")
+        pm.Normal("r", mu_m[m_idx] + mu_g[g_idx], s_m[m_idx], observed=rows_df["r"].to_numpy())
+        t = time.perf_counter()
+        idata = pm.sample(draws=500, tune=500, chains=4, cores=2, random_seed=seed, progressbar=False,
+                          compute_convergence_checks=False)
+        wall = time.perf_counter() - t
+    rhat = az.rhat(idata.posterior)
+    ess = az.ess(idata.posterior, method="bulk")
+    max_rhat = max(float(np.nanmax(rhat[v].values)) for v in rhat.data_vars)
+    min_ess = min(float(np.nanmin(ess[v].values)) for v in ess.data_vars)
+    _record({"kind": f"baseline_{kind}", "rows": rows, "sampling_s": round(wall, 2),
+             "max_r_hat": round(max_rhat, 3), "min_ess_bulk": round(min_ess, 1),
+             "min_ess_per_s": round(min_ess / wall, 3),
+             "divergences": int(idata.sample_stats["diverging"].values.sum()),
+             "settings": "tune 500, draws 500, chains 4 (pm.sample, 2 cores)"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--demo", action="store_true")
+    p.add_argument("--baseline", choices=["centred", "noncentred"])
+    a = p.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    if a.demo:
+        run_demo(a.seed)
+    elif a.baseline:
+        run_baseline(a.baseline, a.rows, a.seed)
+    else:
+        run_size(a.rows, a.seed)
+
+
+if __name__ == "__main__":
+    main()
