@@ -32,6 +32,7 @@ class FitResult:
     versions: dict[str, str]
     spec: FitSpec
     structure: Structure = field(repr=False)
+    student_t: Any = field(default=None, repr=False)  # student_t.TLayout of a t fit, else None
 
     def save(self, path: str | Path) -> Path:
         """Write the InferenceData (posterior incl. drawn locations, sample_stats) to ``.nc``."""
@@ -58,6 +59,7 @@ def fit_hierarchical(
     settings: FitSettings | None = None,
     catalogue: pd.DataFrame | None = None,
     thresholds: GateThresholds | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> FitResult:
     """Fit one indicator's cells.
 
@@ -67,6 +69,8 @@ def fit_hierarchical(
         settings: Sampler settings (default: DESIGN §5 defaults).
         catalogue: Optional rows of group ids without data (e.g. new models) to include.
         thresholds: Gate limits (default: DESIGN §6).
+        rows: Raw residual rows (model id, region id, ``spec.row_col``) of the families in
+            ``spec.student_t_families``; needed only then (see ``student_t.py``).
 
     Returns:
         The fit result; ``result.gate.passed`` says whether it may be published.
@@ -79,6 +83,8 @@ def fit_hierarchical(
     settings.validate()
     clean = validate_cells(cells, spec)
     st = build_structure(clean, spec, catalogue)
+    if spec.student_t_families:
+        return _fit_student_t(st, rows, settings, thresholds)
     out = sample_scales(st, settings)
     start = time.perf_counter()
     idata = out.idata
@@ -89,6 +95,23 @@ def fit_hierarchical(
     gate = evaluate_gate(idata, thresholds)
     timings = {**out.timings, "posterior": time.perf_counter() - start, "cache_hit": float(out.cache_hit)}
     return FitResult(idata, levels, predictive, gate, timings, settings, package_versions(), spec, st)
+
+
+def _fit_student_t(st: Structure, rows: pd.DataFrame | None, settings: FitSettings, thresholds: GateThresholds | None) -> FitResult:
+    """The same steps with explicit t-family locations (``student_t.py``)."""
+    from tierpool.fit import student_t
+
+    tl = student_t.prepare(st, rows)
+    out = student_t.sample(st, tl, settings)
+    start = time.perf_counter()
+    idata = out.idata
+    tidy_posterior(idata, st)
+    pooling = student_t.add_locations_t(idata, st, tl, settings.seed)
+    levels = level_tables(idata, st, pooling)
+    predictive = predictive_table(idata, st, settings.seed, student_t.predictive_nu(idata, st, tl))
+    gate = evaluate_gate(idata, thresholds)
+    timings = {**out.timings, "posterior": time.perf_counter() - start, "cache_hit": float(out.cache_hit)}
+    return FitResult(idata, levels, predictive, gate, timings, settings, package_versions(), st.spec, st, tl)
 
 
 def fit_indicators(

@@ -13,7 +13,9 @@ Kinds (ids in the spec's column names; "parent" = the level above the main leaf,
   global level the new family's mean is drawn around the learned global mean.
 
 Quantiles are of the true mixture because each draw simulates its own residual. With a
-``cells_se`` likelihood there is no residual sd: the predictive is of the location.
+``cells_se`` likelihood there is no residual sd: the predictive is of the location. With
+``student_t_families`` the new residual of a t-family model (fitted or new) is ``σ·t_ν`` (ν drawn
+with the rest); every other draw is unchanged.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def _stats(r: np.ndarray) -> dict[str, np.ndarray]:
 class _Ctx:
     """Flattened draws and group ids needed by every kind."""
 
-    def __init__(self, idata: Any, st: Structure, seed: int) -> None:
+    def __init__(self, idata: Any, st: Structure, seed: int, nu: dict[str, np.ndarray] | None = None) -> None:
         spec = st.spec
+        self.nu = nu
         self.st, self.spec = st, spec
         self.rng = np.random.default_rng([seed, 104729])
         main = spec.main
@@ -64,10 +67,20 @@ class _Ctx:
             self.sd_c = _draws(idata, f"sigma_{self.cls.name}")
         self.idata = idata
 
-    def noise(self, sd: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | float:
+    def noise(self, sd: np.ndarray | None, shape: tuple[int, ...], nu: np.ndarray | None = None) -> np.ndarray | float:
         if sd is None:
             return 0.0
-        return sd.reshape(self.B, *([1] * (len(shape) - 1))) * self.rng.standard_normal(shape)
+        z = self.rng.standard_normal(shape)
+        if nu is not None and np.isfinite(nu).any():  # Student-t: z / sqrt(χ²_ν / ν)
+            nu_b = np.broadcast_to(nu.reshape(self.B, *([1] * (len(shape) - 1))), shape)
+            ok = np.isfinite(nu_b)
+            df = np.where(ok, nu_b, 1.0)
+            z = np.where(ok, z / np.sqrt(self.rng.chisquare(df) / df), z)
+        return sd.reshape(self.B, *([1] * (len(shape) - 1))) * z
+
+    def nu_of(self, which: str, j: int) -> np.ndarray | None:
+        """ν draws of leaf / parent group ``j`` (None for a Gaussian fit)."""
+        return None if self.nu is None else self.nu[which][:, j]
 
     def new_region(self, c: int) -> np.ndarray:
         return self.mu_c[:, c] + self.sd_c[:, c] * self.rng.standard_normal(self.B)
@@ -78,9 +91,12 @@ class _Ctx:
         return mu, sd
 
 
-def predictive_table(idata: Any, st: Structure, seed: int) -> pd.DataFrame:
-    """All predictive kinds in one long frame: kind, <ids>, mean, sd, q05, q95."""
-    ctx = _Ctx(idata, st, seed)
+def predictive_table(idata: Any, st: Structure, seed: int, nu: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """All predictive kinds in one long frame: kind, <ids>, mean, sd, q05, q95.
+
+    ``nu``: ν draws ``{"leaf": (B, M), "parent": (B, P)}`` (``inf`` = Gaussian) of a Student-t fit.
+    """
+    ctx = _Ctx(idata, st, seed, nu)
     frames = [_model_region(ctx)]
     if ctx.par is not None:
         frames.append(_new_leaf_kinds(ctx, ctx.mu_p, ctx.sd_p, "new_model", st.ids[ctx.par.name], ctx.par.column))
@@ -117,7 +133,7 @@ def _model_region(ctx: _Ctx) -> pd.DataFrame:
     G = ctx.mu_g.shape[1]
     for m in range(st.n_leaf):
         sd = None if ctx.sd_m is None else ctx.sd_m[:, m]
-        r = ctx.mu_m[:, m, None] + ctx.mu_g + ctx.noise(sd, (ctx.B, G))
+        r = ctx.mu_m[:, m, None] + ctx.mu_g + ctx.noise(sd, (ctx.B, G), ctx.nu_of("leaf", m))
         ids = {ctx.leaf.column: leaf_ids[m], **({ctx.par.column: par_ids[m]} if par_ids is not None else {})}
         ids.update(_region_cols(ctx))
         out.append(_rows("model_region", ids, _stats(r), G))
@@ -130,7 +146,7 @@ def _model_new_region(ctx: _Ctx) -> pd.DataFrame:
     new_g = np.stack([ctx.new_region(c) for c in range(C)], axis=1)
     for m in range(st.n_leaf):
         sd = None if ctx.sd_m is None else ctx.sd_m[:, m]
-        r = ctx.mu_m[:, m, None] + new_g + ctx.noise(sd, (ctx.B, C))
+        r = ctx.mu_m[:, m, None] + new_g + ctx.noise(sd, (ctx.B, C), ctx.nu_of("leaf", m))
         ids = {ctx.leaf.column: st.ids[ctx.leaf.name][m], ctx.cls.column: st.ids[ctx.cls.name]}
         out.append(_rows("model_new_region", ids, _stats(r), C))
     return pd.concat(out, ignore_index=True)
@@ -145,10 +161,11 @@ def _new_leaf_kinds(ctx: _Ctx, mu_up, sd_up, prefix: str, up_ids, up_col) -> pd.
     for p in range(n_up):
         mu, sd = ctx.new_leaf(mu_up[:, p], sd_up[:, p])
         base = {up_col: up_ids[p]} if up_col else {}
-        r = mu[:, None] + ctx.mu_g + ctx.noise(sd, (ctx.B, ctx.mu_g.shape[1]))
+        nu = ctx.nu_of("parent", p) if up_col else None  # a never-seen family is Gaussian
+        r = mu[:, None] + ctx.mu_g + ctx.noise(sd, (ctx.B, ctx.mu_g.shape[1]), nu)
         out.append(_rows(f"{prefix}_region" if ctx.reg else prefix, {**base, **_region_cols(ctx)}, _stats(r), r.shape[1]))
         if C:
-            r2 = mu[:, None] + new_g + ctx.noise(sd, (ctx.B, C))
+            r2 = mu[:, None] + new_g + ctx.noise(sd, (ctx.B, C), nu)
             ids = {**base, ctx.cls.column: ctx.st.ids[ctx.cls.name]}
             out.append(_rows(f"{prefix}_new_region", ids, _stats(r2), C))
     return pd.concat(out, ignore_index=True)

@@ -88,6 +88,12 @@ class FitSpec:
         global_level: Optional learned global mean above the main side's top level.
         likelihood: ``cells_nms`` (columns n, mean, S) or ``cells_se`` (columns mean, se).
         n_col / mean_col / s_col / se_col: column names of the sufficient statistics.
+        student_t_families: Top-level (family) ids whose models get a Student-t likelihood over
+            raw residual rows (``fit_hierarchical(rows=...)``) instead of the Gaussian cells; see
+            ``student_t.py`` and docs/fit.md "Heavy tails". Empty: the exact Gaussian fit.
+        nu_prior: ``(alpha, beta)`` of the Gamma prior on each t-family's ν (Juárez & Steel
+            2010: Gamma(2, 0.1), mean 20, mode 10).
+        row_col: Column of the rows frame holding the residual.
     """
 
     main: Side
@@ -99,6 +105,9 @@ class FitSpec:
     s_col: str = "S"
     se_col: str = "se"
     name: str = field(default="tier_calibration")
+    student_t_families: tuple[str, ...] = ()
+    nu_prior: tuple[float, float] = (2.0, 0.1)
+    row_col: str = "residual"
 
     def all_levels(self) -> list[Level]:
         """Main-side levels then additive-side levels, top to leaf."""
@@ -194,11 +203,22 @@ def validate_spec(spec: FitSpec) -> None:
                 raise FitError(f"fit spec: level {lv.name!r}: flat priors only on a top level")
             if lv.top_scale <= 0:
                 raise FitError(f"fit spec: level {lv.name!r}: top_scale must be > 0")
+    if spec.student_t_families:
+        _validate_student_t(spec)
     if spec.main.sum_to_zero:
         raise FitError("fit spec: sum_to_zero belongs on the additive side; the main side carries the level")
     if spec.additive and spec.additive.sum_to_zero:
         if spec.additive.levels[0].location_prior == "flat":
             raise FitError("fit spec: a sum-to-zero additive side needs a proper (normal) top prior")
+
+
+def _validate_student_t(spec: FitSpec) -> None:
+    if spec.likelihood != "cells_nms":
+        raise FitError("fit spec: student_t_families needs the cells_nms likelihood (a residual sd per model)")
+    if len(spec.main.levels) < 2:
+        raise FitError("fit spec: student_t_families needs a main side of at least two levels (family -> model)")
+    if len(spec.nu_prior) != 2 or min(spec.nu_prior) <= 0:
+        raise FitError(f"fit spec: nu_prior must be (alpha > 0, beta > 0), got {spec.nu_prior}")
 
 
 def validate_cells(cells: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
