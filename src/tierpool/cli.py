@@ -347,6 +347,37 @@ def report(fit_id: str | None, out: Path | None, project_dir: Path, target: str 
     click.echo(f"wrote {path}")
 
 
+@cli.command("compare-hierarchies")
+@click.option("--indicator", "indicators", multiple=True, help="Indicator to compare (default: all).")
+@click.option("--run-id", default=None, help="Id of this run; its earlier rows are replaced (default: UTC time).")
+@click.option("--fit-tune", type=int, default=None, help="Tuning steps per chain.")
+@click.option("--fit-draws", type=int, default=None, help="Draws per chain.")
+@click.option("--fit-chains", type=int, default=None, help="Chains per fit.")
+@click.option("--no-progress", is_flag=True, help="No progress bars while sampling.")
+@_project_options
+@_errors
+def compare_hierarchies_cmd(indicators: tuple[str, ...], run_id: str | None, fit_tune: int | None,
+                            fit_draws: int | None, fit_chains: int | None, no_progress: bool,
+                            project_dir: Path, target: str | None, debug: bool) -> None:
+    """Fit family -> model and family -> architecture -> model on the fit fold; score on the test fold.
+
+    Prints the table and writes it to hierarchy_comparison. Example:
+
+        tierpool compare-hierarchies --fit-tune 1000 --fit-draws 1000 --fit-chains 2
+    """
+    from tierpool.calibration.compare import compare_warehouse, summary_lines
+    from tierpool.calibration.settings import read_settings
+    from tierpool.fit import FitSettings
+
+    project = _load(project_dir, target, check=False)
+    options = {"fit_tune": fit_tune, "fit_draws": fit_draws, "fit_chains": fit_chains}
+    sampler = read_settings(project.vars, options).sampler
+    settings = FitSettings(progress=not no_progress, **sampler)
+    rows = compare_warehouse(project.target.path, settings, list(indicators) or None, run_id)
+    for line in summary_lines(rows):
+        click.echo(line)
+
+
 @cli.command()
 @click.option("--rows", type=int, default=None, help="Number of tier-2 requests to generate.")
 @click.option("--seed", "seed_", type=int, default=0, show_default=True, help="Random seed.")
