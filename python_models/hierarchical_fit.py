@@ -19,4 +19,4 @@ outputs = (
 def model(ctx):
     from tierpool.calibration import run_calibration_fit
 
-    return run_calibration_fit(ctx, ctx.ref("residual_cells_by_quarter"), outputs)
+    return run_calibration_fit(ctx, ctx.ref("residual_cells_by_quarter"), outputs, ctx.ref("residual_rows_heavy_tail"))

@@ -26,13 +26,16 @@ from tierpool.calibration.settings import CalibrationSettings, read_settings
 from tierpool.errors import ModelError
 
 
-def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[str, ...],
+                        heavy_tail_rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Fit every indicator's cells inside the fit quarter's window, or reuse the recorded fit.
 
     Args:
         ctx: The Python model context (vars, options, previous outputs, target_dir).
         quarterly_cells: ``residual_cells_by_quarter``.
         outputs: The model's declared outputs (all are returned; empty frames add nothing).
+        heavy_tail_rows: ``residual_rows_heavy_tail``: raw fit-fold rows, needed only for the
+            families in ``vars.fit.student_t_families`` (docs/fit.md, "Heavy tails").
 
     Returns:
         Output name -> rows to append.
@@ -56,21 +59,45 @@ def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[
     if decision.reuse:
         return {name: pd.DataFrame() for name in outputs}
     ctx.log(f"fitting {decision.fit_id}: {len(cells)} cells, {int(cells['n'].sum())} residuals measured before {quarter.window_end}")
-    frames = _fit_and_publish(ctx, cells, settings, decision.fit_id, fingerprint, quarter.window_end)
+    rows = _student_t_rows(heavy_tail_rows, settings, quarter.window_end)
+    frames = _fit_and_publish(ctx, cells, settings, decision.fit_id, fingerprint, quarter.window_end, rows)
     return {name: frames.get(name, pd.DataFrame()) for name in outputs}
 
 
-def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSettings, fit_id: str, fingerprint: str, window_end: Any) -> dict[str, pd.DataFrame]:
+def _student_t_rows(rows: pd.DataFrame | None, settings: CalibrationSettings, window_end: Any) -> pd.DataFrame | None:
+    """The t-families' rows inside the window; a configured family without rows is an error."""
+    if not settings.student_t_families:
+        return None
+    if rows is None:
+        raise ModelError("vars.fit.student_t_families is set but the fit got no residual rows (ctx.ref('residual_rows_heavy_tail'))")
+    rows = rows[rows["family_id"].isin(settings.student_t_families)]
+    rows = rows[pd.to_datetime(rows["measured_at"]) < pd.Timestamp(window_end)]
+    missing = sorted(set(settings.student_t_families) - set(rows["family_id"]))
+    if missing:
+        raise ModelError(
+            f"vars.fit.student_t_families {missing}: no fit-fold rows in residual_rows_heavy_tail, which holds the "
+            "families residual_normality flags heavy_tailed; use the Student-t only for flagged families"
+        )
+    return rows
+
+
+def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSettings, fit_id: str, fingerprint: str, window_end: Any,
+                     rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    from dataclasses import replace
+
     from tierpool.fit import FitSettings, GateThresholds, default_spec, fit_hierarchical
 
     spec = default_spec(global_level=settings.global_level)
+    if settings.student_t_families:
+        spec = replace(spec, student_t_families=settings.student_t_families)
     fit_settings = FitSettings(progress=settings.progress, **settings.sampler)
     thresholds = GateThresholds(**settings.gate)
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     results = {}
     for indicator in sorted(cells["indicator"].unique()):
         part = cells[cells["indicator"] == indicator].drop(columns=["indicator"])
-        result = fit_hierarchical(part, spec, fit_settings, thresholds=thresholds)
+        part_rows = None if rows is None else rows[rows["indicator"] == indicator]
+        result = fit_hierarchical(part, spec, fit_settings, thresholds=thresholds, rows=part_rows)
         result.save(Path(ctx.target_dir) / "fits" / fit_id / f"{indicator}.nc")
         ctx.log(f"{indicator}: max r_hat {result.gate.max_r_hat:.4f}, min ess_bulk {result.gate.min_ess_bulk:.0f}, divergences {result.gate.divergences}")
         results[indicator] = result

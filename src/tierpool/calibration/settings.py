@@ -28,6 +28,7 @@ class CalibrationSettings:
     fit_id: str | None = None
     refit: bool = False
     global_level: bool = False
+    student_t_families: tuple[str, ...] = ()
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -39,15 +40,21 @@ class CalibrationSettings:
 
     def fingerprint_settings(self) -> dict[str, Any]:
         """Settings that change the fit's result (progress bars and gate thresholds do not)."""
-        return {**self.sampler, "global_level": self.global_level}
+        out = {**self.sampler, "global_level": self.global_level}
+        if self.student_t_families:  # only when set, so existing fingerprints are unchanged
+            out["student_t_families"] = list(self.student_t_families)
+        return out
 
 
 def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool = True) -> CalibrationSettings:
     """Merge ``vars.fit`` with CLI options into :class:`CalibrationSettings`."""
     fit = dict(vars_.get("fit") or {})
-    unknown = set(fit) - {*_SAMPLER_KEYS, "gate", "methodology_base_version", "as_of", "quarter", "global_level"}
+    unknown = set(fit) - {*_SAMPLER_KEYS, "gate", "methodology_base_version", "as_of", "quarter", "global_level", "student_t_families"}
     if unknown:
-        raise ConfigError(f"tierpool_project.yml vars.fit: unknown key(s) {sorted(unknown)}; valid: {sorted({*_SAMPLER_KEYS, 'gate', 'methodology_base_version', 'as_of', 'quarter', 'global_level'})}")
+        raise ConfigError(f"tierpool_project.yml vars.fit: unknown key(s) {sorted(unknown)}; valid: {sorted({*_SAMPLER_KEYS, 'gate', 'methodology_base_version', 'as_of', 'quarter', 'global_level', 'student_t_families'})}")
+    t_fams = fit.get("student_t_families") or []
+    if isinstance(t_fams, str) or not all(isinstance(f, str) for f in t_fams):
+        raise ConfigError(f"tierpool_project.yml vars.fit.student_t_families must be a list of family ids, got {t_fams!r}")
     sampler = {"tune": 2000, "draws": 4000, "chains": 4, "target_accept": 0.9, "seed": 20261121, "sampler": "nutpie"}
     sampler.update({k: fit[k] for k in _SAMPLER_KEYS if k in fit})
     for key in ("tune", "draws", "chains"):
@@ -65,5 +72,6 @@ def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool
         fit_id=options.get("fit_id") or None,
         refit=bool(options.get("refit")),
         global_level=bool(fit.get("global_level", False)),
+        student_t_families=tuple(sorted(t_fams)),
         progress=progress and options.get("progress", True) is not False,
     )
