@@ -74,6 +74,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--vars", "vars_text", default=None,
                       help="YAML/JSON dict of vars, e.g. '{fit_id: 2026Q3}'.")(fn)
     fn = click.option("--no-progress", is_flag=True, help="No progress bars while sampling.")(fn)
+    fn = click.option("--full-refresh", is_flag=True,
+                      help="Rebuild every node and rerun every test, even those unchanged (target/state.json).")(fn)
     fn = click.option("--refit", is_flag=True, help="Refit even if the fit cache is valid.")(fn)
     fn = click.option("--fit-id", default=None, help="Id of the fit (default: chosen by the model).")(fn)
     fn = click.option("--fit-chains", type=int, default=None, help="Chains per fit.")(fn)
@@ -126,7 +128,7 @@ def _execute(command: str, project_dir: Path, target: str | None, debug: bool,
     options = runner.RunOptions(
         select=list(select) or None, exclude=list(exclude) or None,
         vars=_parse_vars(run.get("vars_text")), options=fit_options,
-        progress=not run.get("no_progress"), args=args,
+        progress=not run.get("no_progress"), args=args, full_refresh=bool(run.get("full_refresh")),
     )
     reporter = ConsoleReporter(debug=debug)
     results = runner.execute(project, command, options, reporter)

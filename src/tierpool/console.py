@@ -35,6 +35,8 @@ def node_line(index: int, total: int, result: NodeResult) -> str:
     """``3/12 model residuals ........ OK 1200 rows in 0.12s`` (colour-coded status)."""
     word, colour = _STATUS.get(result.status, (result.status.upper(), "white"))
     parts = [click.style(word, fg=colour, bold=True)]
+    if result.unchanged:
+        return f"{_label(index, total, result.kind, result.name)} {parts[0]} (unchanged)"
     if result.rows is not None and result.status == "success":
         parts.append(f"{result.rows} rows")
     if result.kind == "test" and result.failures:

@@ -34,6 +34,8 @@ class Session:
         self.con: engine.Connection | None = None
         # Relation kinds, read once: this build is the only writer (it holds the lock).
         self.kinds: dict[str, str] | None = None
+        # Rows written per output by the last Python model (build state fingerprints).
+        self.written: dict[str, int] = {}
 
     def open(self, wait_s: float = 0.0) -> engine.Connection:
         """Open (or return) the connection; relative file paths resolve against the project."""
@@ -198,13 +200,16 @@ def build_python(
 def _write_outputs(session: Session, node: PythonModel, outputs: dict[str, Any]) -> int:
     specs: dict[str, OutputSpec] = {o.name: o for o in node.outputs}
     con, total = session.open(), 0
+    written: dict[str, int] = {}
     with engine.transaction(con):
         for name in specs:
             spec = specs[name]
-            total += engine.write_output(
+            written[name] = engine.write_output(
                 con, name, outputs[name], spec.columns, spec.materialized, spec.unique_key,
                 session.kind(name),
             )
+            total += written[name]
+    session.written = written
     for name in specs:
         session.created(name, "table")
     return total

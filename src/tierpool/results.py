@@ -27,6 +27,8 @@ class RunOptions:
             fit_id, refit); None values are dropped.
         progress: Show progress bars in Python models.
         args: The invocation's arguments, recorded in run_results.json.
+        full_refresh: Ignore the build state (target/state.json): rebuild every node
+            and rerun every test, even those unchanged since they last succeeded.
     """
 
     select: list[str] | None = None
@@ -35,6 +37,7 @@ class RunOptions:
     options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     args: dict[str, Any] = field(default_factory=dict)
+    full_refresh: bool = False
 
 
 @dataclass
@@ -55,6 +58,7 @@ class NodeResult:
     failures: int | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
     traceback: str = ""  # shown with --debug only; not written to run_results.json
+    unchanged: bool = False  # not rebuilt / rerun: inputs unchanged since it last succeeded
 
     @property
     def unique_id(self) -> str:

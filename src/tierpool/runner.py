@@ -27,6 +27,7 @@ from tierpool.materialize import Session, build_node, resolve
 from tierpool.nodes import DataTest, Node
 from tierpool.results import NodeResult, Reporter, RunOptions, RunResults
 from tierpool.seeds import display_path
+from tierpool.state import UNCHANGED, UP_TO_DATE, BuildState
 
 if TYPE_CHECKING:
     from tierpool.project import Project
@@ -103,10 +104,13 @@ def execute(
     run = _Run(project, graph, options, reporter or Reporter(), results, len(nodes) + len(tests))
     lock = BuildLock(project.target_dir / c.LOCK_FILE, project.target.path, f"tierpool {command}")
     with lock:
+        # `tierpool test` is asked for explicitly: it reruns every test (and records passes).
+        run.state = BuildState(project, use_stored=not options.full_refresh and command != "test")
         try:
             run.go(nodes, tests)
         finally:
             run.session.close()
+            run.state.save()
     results.elapsed = time.perf_counter() - started
     artifacts.write_run_results(project, results)
     return results
@@ -123,6 +127,7 @@ class _Run:
         self.reporter, self.results, self.total = reporter, results, total
         self.session = Session(project.target.path, project.root)
         self.blocked: dict[str, str] = {}
+        self.state = BuildState(project, use_stored=False)  # replaced under the lock
         self.status: dict[str, str] = {}
         self.index = 0
 
@@ -163,15 +168,42 @@ class _Run:
             self._block_downstream(node.name, f"skipped: upstream {node.name} failed")
         self._record(result)
 
+    def _fingerprint(self, node: Node) -> str | None:
+        try:
+            return self.state.node_fingerprint(node)
+        except OSError:  # e.g. a file vanished while being hashed: just build the node
+            return None
+
     def _build(self, node: Node) -> NodeResult:
         started = time.perf_counter()
         result = NodeResult(node.name, node.kind, "success")
+        fingerprint = self._fingerprint(node) if node.kind != "python" else None
+        if self.state.can_skip(node, fingerprint, self.session.kind(node.name)):
+            self.state.record_node(node, fingerprint)
+            result.message, result.unchanged = UP_TO_DATE, True
+            result.execution_time = time.perf_counter() - started
+            return result
+        previous, existed = {}, {}
+        if node.kind == "python":
+            previous = self.state.previous_outputs(node)
+            existed = {rel: self.session.kind(rel) is not None for rel in node.relations}
+            # Forgotten on disk before the model runs: if this process dies after the
+            # outputs are written, the next build cannot take them as unchanged.
+            self.state.forget_node(node)
+            self.state.save()
         try:
             result.rows, result.message = build_node(self.session, node, self._ctx_args())
         except Exception as exc:
             result.status = "error"
             result.message = self._error_message(node, exc)
             result.traceback = traceback.format_exc()
+            self.state.forget_node(node)
+        else:
+            if node.kind == "python":
+                self.state.record_python(node, previous, self.session.written, existed)
+                self.state.save()
+            else:
+                self.state.record_node(node, fingerprint)
         result.execution_time = time.perf_counter() - started
         return result
 
@@ -212,11 +244,18 @@ class _Run:
             )
             self._record(result)
             return
+        key = self.state.test_key(test)
+        if self.state.test_unchanged(test, key):
+            relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
+            self._record(NodeResult(test.name, "test", "pass", message=UNCHANGED, relation=relation,
+                                    failures=0, unchanged=True))
+            return
         self.reporter.start(self.index, self.total, "test", test.name)
         try:
             result = run_data_test(self.session.open(), test)
         except TierpoolError as exc:  # e.g. the database is locked or missing
             result = NodeResult(test.name, "test", "error", message=str(exc))
+        self.state.record_test(test, key, result.status)
         if result.status == "fail":
             owner = self.project.relation_owner
             for rel in test.attached_to:
