@@ -119,7 +119,8 @@ def compare_warehouse(db_path: Path, settings: FitSettings, indicators: list[str
         table.insert(0, "indicator", indicator)
         frames.append(table)
     out = pd.concat(frames, ignore_index=True)
-    sampler = {k: v for k, v in asdict(settings).items() if k in ("tune", "draws", "chains", "target_accept", "seed", "sampler")}
+    recorded = ("tune", "draws", "chains", "target_accept", "seed", "sampler")
+    sampler = {k: v for k, v in asdict(settings).items() if k in recorded}
     out.insert(0, "run_id", run_id)
     out.insert(1, "run_at", started)
     out["settings"] = json.dumps(sampler, sort_keys=True)
