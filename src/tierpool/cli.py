@@ -85,10 +85,21 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load(project_dir: Path, target: str | None, check: bool = True, force: bool = False) -> Any:
-    """Load the project and run compile checks (skipped if unchanged since they passed)."""
-    from tierpool.project import load_project
+    """Load the project and run compile checks (skipped if unchanged since they passed).
 
-    project = load_project(project_dir, target)
+    The project comes from target/project_cache.pkl when no project file changed
+    (``force`` always loads); commands that check also refresh that cache.
+    """
+    from tierpool import project_cache
+
+    key = project_cache.cache_key(project_dir, target)
+    project = None if force else project_cache.load(project_dir, key)
+    if project is None:
+        from tierpool.project import load_project
+
+        project = load_project(project_dir, target)
+        if check:
+            project_cache.save(project, key)
     if check:
         from tierpool import compile_cache
 

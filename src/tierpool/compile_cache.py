@@ -29,12 +29,19 @@ _FILES = (c.PROFILES_FILE, c.PROJECT_FILE)
 
 def fingerprint(project: Project) -> str:
     """A hash of every project input file's path, size and mtime, the target and the version."""
-    digest = hashlib.sha256(f"{__version__}|{project.target.name}|{project.target.path}".encode())
-    root = Path(project.root)
+    return files_fingerprint(
+        Path(project.root), f"{__version__}|{project.target.name}|{project.target.path}"
+    )
+
+
+def files_fingerprint(root: Path, prefix: str = "") -> str:
+    """A hash of ``prefix`` and every project input file's path, size and mtime under ``root``."""
+    digest = hashlib.sha256(prefix.encode())
     paths = [root / f for f in _FILES]
     for folder in _FOLDERS:
         for dirpath, dirnames, filenames in os.walk(root / folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            # Hidden folders count: the loader's ``**`` globs read files inside them too.
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
             paths += [Path(dirpath) / f for f in sorted(filenames)]
     for path in paths:
         try:

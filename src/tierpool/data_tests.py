@@ -29,13 +29,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
-
-from sqlglot import exp
+from typing import TYPE_CHECKING, Any
 
 from tierpool.errors import ProjectError
 from tierpool.nodes import DataTest, Severity, TestSpec
 from tierpool.sql import normalize_name, parse_select, referenced_tables, statement_text
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 GENERIC_KINDS = (
     "not_null",
@@ -95,6 +96,8 @@ def ident(name: str) -> str:
     >>> ident("estimate"), ident("my col")
     ('estimate', '"my col"')
     """
+    from sqlglot import exp  # lazily: see tierpool.sql
+
     return exp.to_identifier(name).sql("duckdb", identify=False)
 
 

@@ -18,10 +18,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import sqlglot
-from sqlglot import exp
+from typing import TYPE_CHECKING, Any
 
 from tierpool import constants as c
 from tierpool.config import Target, load_project_config, load_target
@@ -39,6 +36,11 @@ from tierpool.sql import (
     statement_text,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlglot import exp
+
 
 @dataclass(frozen=True)
 class Project:
@@ -55,6 +57,7 @@ class Project:
         settings: The whole tierpool_project.yml mapping.
         parsed: Parsed query of every SQL model (by name) and singular test (by
             ``key_of_test(name)``), so compile checks reuse it instead of parsing again.
+            A project read from target/project_cache.pkl parses on first access.
         table_refs: Tables each SQL model / singular test reads, with lines
             (same keys as ``parsed``).
         ref_lines: For Python models: relation -> line of its ``ctx.ref``.
@@ -67,7 +70,7 @@ class Project:
     relation_owner: dict[str, str]
     vars: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
-    parsed: dict[str, exp.Query] = field(default_factory=dict, repr=False, compare=False)
+    parsed: Mapping[str, exp.Query] = field(default_factory=dict, repr=False, compare=False)
     table_refs: dict[str, tuple[TableRef, ...]] = field(default_factory=dict, repr=False)
     ref_lines: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
@@ -263,6 +266,8 @@ def resolve_source_paths(expression: str, root: Path) -> str:
         >>> resolve_source_paths("read_csv('d/x.csv', delim=',')", Path("/p"))
         "read_csv('/p/d/x.csv', delim=',')"
     """
+    import sqlglot  # lazily: a project loaded from target/project_cache.pkl never parses
+
     try:
         query = sqlglot.parse_one(f"select * from {expression}", read="duckdb")
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
@@ -278,6 +283,8 @@ def resolve_source_paths(expression: str, root: Path) -> str:
 
 
 def _path_literals(query: exp.Expression) -> set[str]:
+    from sqlglot import exp
+
     found: set[str] = set()
     for table in query.find_all(exp.Table):
         func = table.this

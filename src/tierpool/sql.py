@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
-from sqlglot.optimizer.scope import traverse_scope
+from typing import TYPE_CHECKING
 
 from tierpool.errors import SqlError
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+# sqlglot is imported inside the functions that need it: importing it costs ~60 ms,
+# and a build whose project comes from target/project_cache.pkl never parses SQL.
 
 DIALECT = "duckdb"
 # Catalog schemas DuckDB provides: reading them is not a dependency on a node.
@@ -61,6 +64,10 @@ def parse_select(sql: str, path: Path | str) -> exp.Query:
         >>> parse_select("with a as (select 1 as x) select x from a;", "m.sql").sql()
         'WITH a AS (SELECT 1 AS x) SELECT x FROM a'
     """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as err:
@@ -106,6 +113,9 @@ def statement_text(sql: str) -> str:
     >>> statement_text("select 1 -- one\\n; -- done\\n")
     'select 1'
     """
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
     try:
         tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
     except (TokenError, ParseError):
@@ -126,12 +136,15 @@ def referenced_tables(query: exp.Expression) -> list[TableRef]:
         the text; system catalog tables (information_schema, pg_catalog) excluded.
 
     Examples:
+        >>> import sqlglot
         >>> q = sqlglot.parse_one(
         ...     "with seeds as (select * from Seeds) select * from seeds, read_csv('x.csv')",
         ...     read="duckdb")
         >>> [t.name for t in referenced_tables(q)]
         ['seeds']
     """
+    from sqlglot.optimizer.scope import traverse_scope
+
     found: dict[str, TableRef] = {}
     for scope in traverse_scope(query):
         for source in scope.sources.values():
@@ -146,6 +159,8 @@ def referenced_tables(query: exp.Expression) -> list[TableRef]:
 
 
 def _is_named_table(source: object) -> bool:
+    from sqlglot import exp
+
     if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
         return False
     return normalize_name(source.db) not in SYSTEM_SCHEMAS
@@ -165,6 +180,8 @@ def column_lines(query: exp.Expression, column: str) -> list[int]:
     Returns:
         Sorted line numbers; empty when the parser kept no positions.
     """
+    from sqlglot import exp
+
     wanted = normalize_name(column)
     lines = {
         int(col.this.meta["line"])
