@@ -5,6 +5,7 @@ Usage (one size per process, so peak memory and the cold compile are per size):
     OPENBLAS_NUM_THREADS=1 python benchmarks/fit_scaling/run.py --rows 100000
     python benchmarks/fit_scaling/run.py --demo          # two indicators, warm cache
     python benchmarks/fit_scaling/run.py --baseline centred --rows 100000
+        [--baseline-tune 500 --baseline-draws 500 --baseline-chains 4]   # the issue's settings
 
 Prints one JSON line per measurement (appended to benchmarks/fit_scaling/results.jsonl).
 """
@@ -51,7 +52,9 @@ def _summarise(kind: str, rows: int, fit, wall: float, n_cells: int) -> dict:
         "max_r_hat": round(fit.gate.max_r_hat, 4), "min_ess_bulk": round(fit.gate.min_ess_bulk, 1),
         "min_ess_per_s": round(fit.gate.min_ess_bulk / samp, 2), "divergences": fit.gate.divergences,
         "mean_leapfrog": round(float(np.mean(stats["n_steps"].values)), 1) if "n_steps" in stats else None,
-        "gate_passed": fit.gate.passed, "settings": "tune 2000, draws 4000, chains 4",
+        "gate_passed": fit.gate.passed,
+        "settings": f"tune {fit.settings.tune}, draws {fit.settings.draws}, chains {fit.settings.chains}, "
+                    f"target_accept {fit.settings.target_accept}",
     }
 
 
@@ -83,7 +86,7 @@ def run_demo(seed: int) -> None:
              "divergences": [f.gate.divergences for f in fits]})
 
 
-def run_baseline(kind: str, rows: int, seed: int) -> None:
+def run_baseline(kind: str, rows: int, seed: int, tune: int = 500, draws: int = 500, chains: int = 4) -> None:
     """The per-row model as the methodology writes it (centred) or non-centred, plain PyMC NUTS."""
     import arviz as az
     import pymc as pm
@@ -115,7 +118,7 @@ def run_baseline(kind: str, rows: int, seed: int) -> None:
             mu_g = pm.Deterministic("mu_region", mu_c[cg] + s_c[cg] * pm.Normal("z_g", 0, 1, dims="region"), dims="region")
         pm.Normal("r", mu_m[m_idx] + mu_g[g_idx], s_m[m_idx], observed=rows_df["r"].to_numpy())
         t = time.perf_counter()
-        idata = pm.sample(draws=500, tune=500, chains=4, cores=2, random_seed=seed, progressbar=False,
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=2, random_seed=seed, progressbar=False,
                           compute_convergence_checks=False)
         wall = time.perf_counter() - t
     rhat = az.rhat(idata.posterior)
@@ -126,7 +129,7 @@ def run_baseline(kind: str, rows: int, seed: int) -> None:
              "max_r_hat": round(max_rhat, 3), "min_ess_bulk": round(min_ess, 1),
              "min_ess_per_s": round(min_ess / wall, 3),
              "divergences": int(idata.sample_stats["diverging"].values.sum()),
-             "settings": "tune 500, draws 500, chains 4 (pm.sample, 2 cores)"})
+             "settings": f"tune {tune}, draws {draws}, chains {chains} (pm.sample, 2 cores)"})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,12 +138,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--demo", action="store_true")
     p.add_argument("--baseline", choices=["centred", "noncentred"])
+    p.add_argument("--baseline-tune", type=int, default=500, help="baselines only (issue: 500)")
+    p.add_argument("--baseline-draws", type=int, default=500, help="baselines only (issue: 500)")
+    p.add_argument("--baseline-chains", type=int, default=4, help="baselines only (issue: 4)")
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     if a.demo:
         run_demo(a.seed)
     elif a.baseline:
-        run_baseline(a.baseline, a.rows, a.seed)
+        run_baseline(a.baseline, a.rows, a.seed, a.baseline_tune, a.baseline_draws, a.baseline_chains)
     else:
         run_size(a.rows, a.seed)
 
