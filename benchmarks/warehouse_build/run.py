@@ -231,7 +231,7 @@ def main() -> None:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     results = [bench(rows, env, fit_args, args.seed) for rows in args.rows]
-    sampler = "project defaults (tune 2000, draws 4000, chains 4, nutpie)" if not fit_args else " ".join(fit_args)
+    sampler = "project defaults (tune 2000, draws 4000, chains 4, target_accept 0.99, nutpie)" if not fit_args else " ".join(fit_args)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     meta = {"sampler": sampler, "date": dt.date.today().isoformat(), "code": _code_state(),
