@@ -26,12 +26,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORK = ROOT / "benchmarks" / "work" / "coverage"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
@@ -173,19 +175,6 @@ def markdown(section: str, meta: dict[str, Any], data: dict[str, Any], heavy: st
     return "\n".join(lines)
 
 
-def write_section(section: str, text: str) -> None:
-    """Replace the exact ``section`` heading's section of RESULTS.md (or append it)."""
-    lines = RESULTS.read_text().splitlines()
-    try:
-        start = lines.index(section)
-    except ValueError:
-        RESULTS.write_text("\n".join(lines).rstrip() + "\n\n" + text.rstrip() + "\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    new = lines[:start] + text.rstrip().splitlines() + ([""] if end < len(lines) else []) + lines[end:]
-    RESULTS.write_text("\n".join(new).rstrip() + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -221,8 +210,7 @@ def main() -> None:
                                WORK / f"{name}_build.log")
     print(f"build {build_s} s, exit {build_exit}", flush=True)
     data = read_warehouse(project / "target" / "warehouse.duckdb")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     fit_settings = data["fit_runs"][0]["settings"] if data["fit_runs"] else "unknown"
     meta = {"rows": args.rows, "seed": args.seed, "synth_s": synth_s, "build_s": build_s,

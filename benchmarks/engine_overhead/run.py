@@ -22,10 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORK = ROOT / "benchmarks" / "work" / "engine_overhead"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SEED_ROWS = 2000
 
 PLAIN_SCRIPT = '''"""Plain DuckDB: load the two seeds and run the 50 model SELECTs as tables, in order."""
@@ -112,27 +114,6 @@ def time_command(cmd: list[str], repeats: int, before: tuple[Path, ...] = ()) ->
     return times
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def write_results(text: str) -> None:
-    """Replace (or add) the '## engine_overhead' section of benchmarks/RESULTS.md."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    head, sep, rest = old.partition("## engine_overhead")
-    tail = ""
-    if sep:
-        nxt = rest.find("\n## ")
-        tail = rest[nxt:] if nxt >= 0 else ""
-    RESULTS.write_text(head.rstrip() + "\n\n" + text.rstrip() + "\n" + tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50)
@@ -194,7 +175,7 @@ date {dt.date.today().isoformat()}. The machine was shared with other work while
 """
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_section("## engine_overhead", text)
 
 
 if __name__ == "__main__":

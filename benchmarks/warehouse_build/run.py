@@ -29,12 +29,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORK = ROOT / "benchmarks" / "work" / "warehouse_build"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## warehouse_build"
 FIT_NODE = "hierarchical_fit"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -205,17 +207,6 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], note: str) -> 
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
-    """Replace (or add) the '## warehouse_build' section of RESULTS.md, leaving other sections alone."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    head, sep, rest = old.partition(SECTION)
-    tail = ""
-    if sep:
-        nxt = rest.find("\n## ")
-        tail = rest[nxt:] if nxt >= 0 else ""
-    RESULTS.write_text(head.rstrip() + "\n\n" + text.rstrip() + "\n" + tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -232,15 +223,14 @@ def main() -> None:
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     results = [bench(rows, env, fit_args, args.seed) for rows in args.rows]
     sampler = "project defaults (tune 2000, draws 4000, chains 4, target_accept 0.99, nutpie)" if not fit_args else " ".join(fit_args)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     meta = {"sampler": sampler, "date": dt.date.today().isoformat(), "code": _code_state(),
             "machine": f"{os.cpu_count()} CPUs (`nproc`), {cpu}; Python {platform.python_version()}"}
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
     text = markdown(results, meta, args.note)
     print(text)
     if args.write:
-        write_results(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":
