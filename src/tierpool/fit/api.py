@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tierpool.errors import FitError
+from tierpool.fit.diagnostics import summarise
 from tierpool.fit.gate import GateThresholds, GateVerdict, evaluate_gate
 from tierpool.fit.posterior import add_locations, level_tables, tidy_posterior
 from tierpool.fit.predictive import predictive_table
@@ -90,9 +91,10 @@ def fit_hierarchical(
     idata = out.idata
     tidy_posterior(idata, st)
     pooling = add_locations(idata, st, settings.seed)
-    levels = level_tables(idata, st, pooling)
+    diagnostics = summarise(idata.posterior)  # once, for the tables and the gate
+    levels = level_tables(idata, st, pooling, diagnostics)
     predictive = predictive_table(idata, st, settings.seed)
-    gate = evaluate_gate(idata, thresholds)
+    gate = evaluate_gate(idata, thresholds, diagnostics)
     timings = {**out.timings, "posterior": time.perf_counter() - start, "cache_hit": float(out.cache_hit)}
     return FitResult(idata, levels, predictive, gate, timings, settings, package_versions(), spec, st)
 
@@ -107,9 +109,10 @@ def _fit_student_t(st: Structure, rows: pd.DataFrame | None, settings: FitSettin
     idata = out.idata
     tidy_posterior(idata, st)
     pooling = student_t.add_locations_t(idata, st, tl, settings.seed)
-    levels = level_tables(idata, st, pooling)
+    diagnostics = summarise(idata.posterior)  # once, for the tables and the gate
+    levels = level_tables(idata, st, pooling, diagnostics)
     predictive = predictive_table(idata, st, settings.seed, student_t.predictive_nu(idata, st, tl))
-    gate = evaluate_gate(idata, thresholds)
+    gate = evaluate_gate(idata, thresholds, diagnostics)
     timings = {**out.timings, "posterior": time.perf_counter() - start, "cache_hit": float(out.cache_hit)}
     return FitResult(idata, levels, predictive, gate, timings, settings, package_versions(), st.spec, st, tl)
 

@@ -7,10 +7,13 @@ even perfect draws give max r_hat > 1.01 at 2 × 300 draws; use ≥ 2 chains × 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from tierpool.fit.diagnostics import summarise
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,11 @@ def _label(ds: Any, var: str, flat_index: int) -> str:
     return f"{var}[{', '.join(labels)}]"
 
 
-def _extreme(ds: Any, pick: str) -> tuple[float, str]:
+def _extreme(values: Mapping[str, Any], ds: Any, pick: str) -> tuple[float, str]:
+    """The largest/smallest diagnostic over all variables; ``ds`` labels it (dims without chain/draw)."""
     best_val, best_name = (-np.inf if pick == "max" else np.inf), ""
-    for var in ds.data_vars:
-        vals = np.atleast_1d(np.asarray(ds[var].values, dtype=float))
+    for var, diag in values.items():
+        vals = np.atleast_1d(np.asarray(diag, dtype=float))
         if not vals.size:
             continue
         # a NaN diagnostic (e.g. a constant parameter) must fail the gate, not vanish
@@ -59,22 +63,31 @@ def _extreme(ds: Any, pick: str) -> tuple[float, str]:
     return best_val, best_name
 
 
-def evaluate_gate(idata: Any, thresholds: GateThresholds | None = None) -> GateVerdict:
+def evaluate_gate(
+    idata: Any,
+    thresholds: GateThresholds | None = None,
+    diagnostics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> GateVerdict:
     """Judge an InferenceData against the gate.
 
     Args:
         idata: With ``posterior`` and ``sample_stats.diverging``.
         thresholds: Limits; defaults to DESIGN §6.
+        diagnostics: Precomputed ``{"r_hat" | "ess_bulk": {variable: array}}`` of this posterior
+            (:func:`tierpool.fit.diagnostics.summarise`), so a fit computes them once for its
+            tables and its gate; computed here if omitted.
 
     Returns:
         The verdict, with one reason per failed criterion naming the worst parameter.
     """
-    import arviz as az
-
     t = thresholds or GateThresholds()
     post = idata.posterior
-    max_rhat, worst_rhat = _extreme(az.rhat(post), "max")
-    min_ess, worst_ess = _extreme(az.ess(post, method="bulk"), "min")
+    if diagnostics is None:
+        diagnostics = summarise(post, ("r_hat", "ess_bulk"))
+    # the diagnostics have the variables' dims without chain/draw: label against one draw
+    labels = post.isel(chain=0, draw=0, drop=True)
+    max_rhat, worst_rhat = _extreme(diagnostics["r_hat"], labels, "max")
+    min_ess, worst_ess = _extreme(diagnostics["ess_bulk"], labels, "min")
     div = int(np.asarray(idata.sample_stats["diverging"].values).sum()) if "sample_stats" in idata.groups() else 0
     reasons = []
     if not max_rhat <= t.max_r_hat:

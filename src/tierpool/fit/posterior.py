@@ -11,6 +11,7 @@ second time as parameter ``level`` so downstream code need not know the constrai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import xarray as xr
 from tierpool.fit.gaussian import _constrained, _numpy_ops, assemble, constant_arrays, draw_locations
 from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.build import theta_from_posterior
+from tierpool.fit.diagnostics import DIAGNOSTICS, summarise
 from tierpool.fit.structure import Structure
 
 _STAT_COLS = ["mean", "sd", "q05", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"]
@@ -70,11 +72,15 @@ def _pooling(theta: np.ndarray, st: Structure, batch: int = 4096) -> np.ndarray:
     return out
 
 
-def _summaries(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
-    """Per variable: a frame indexed by group with the standard summary columns."""
-    import arviz as az
+def _summaries(
+    ds: xr.Dataset, diagnostics: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Per variable: a frame indexed by group with the standard summary columns.
 
-    rhat, bulk, tail = az.rhat(ds), az.ess(ds, method="bulk"), az.ess(ds, method="tail")
+    ``diagnostics``: this posterior's r_hat/ess_bulk/ess_tail from
+    :func:`tierpool.fit.diagnostics.summarise` if the caller already has them (computed if omitted).
+    """
+    diag = diagnostics if diagnostics is not None else summarise(ds)
     out = {}
     for var in ds.data_vars:
         x = ds[var].values
@@ -82,17 +88,24 @@ def _summaries(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
         q = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
         out[str(var)] = pd.DataFrame({
             "mean": flat.mean(0), "sd": flat.std(0, ddof=1), "q05": q[0], "q50": q[1], "q95": q[2],
-            "r_hat": np.atleast_1d(rhat[var].values).ravel(),
-            "ess_bulk": np.atleast_1d(bulk[var].values).ravel(),
-            "ess_tail": np.atleast_1d(tail[var].values).ravel(),
+            **{col: np.atleast_1d(np.asarray(diag[col][str(var)])).ravel() for col in DIAGNOSTICS},
         })
     return out
 
 
-def level_tables(idata: Any, st: Structure, pooling: np.ndarray | None) -> dict[str, pd.DataFrame]:
-    """One tidy frame per level: a row per group and parameter (mu, sigma[, level])."""
+def level_tables(
+    idata: Any,
+    st: Structure,
+    pooling: np.ndarray | None,
+    diagnostics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """One tidy frame per level: a row per group and parameter (mu, sigma[, level]).
+
+    ``diagnostics``: precomputed :func:`tierpool.fit.diagnostics.summarise` of
+    ``idata.posterior`` (so a fit computes them once for tables and gate); computed if omitted.
+    """
     spec = st.spec
-    summ = _summaries(idata.posterior)
+    summ = _summaries(idata.posterior, diagnostics)
     n_obs = _n_obs(st)
     tables: dict[str, pd.DataFrame] = {}
     for side in (spec.main, spec.additive):
