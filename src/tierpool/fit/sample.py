@@ -1,10 +1,10 @@
-"""Seeded sampling of the scales: nutpie (numba backend) by default, PyMC's NUTS as fallback.
+"""Seeded sampling of the scales: nutpie by default, PyMC's NUTS as fallback.
 
-nutpie compiles the PyTensor graph with numba; compiling costs seconds to tens of seconds, so the
-compiled model is cached per process, keyed by the model's *structure* (spec + level sizes). Data
-and index maps are ``pm.Data``, so the cached model is re-fed with ``with_data`` for new data of
-the same structure. BLAS is pinned to one thread while sampling: the matrices are tiny and the
-chains already run in parallel.
+nutpie drives the hand-written numba density of ``fast_density.py``: one kernel for every
+structure (the data are arguments), compiled once per machine and kept in numba's on-disk cache,
+so a new process loads it in about a second. PyMC's NUTS samples the PyTensor model of
+``build.py`` (the same density; PyMC compiles it inside ``pm.sample``). BLAS is pinned to one
+thread while sampling: the matrices are tiny and the chains already run in parallel.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 from tierpool.errors import FitError
-from tierpool.fit.build import build_model, data_values
+from tierpool.fit import fast_density
+from tierpool.fit.build import build_model
 from tierpool.fit.structure import Structure
-
-_COMPILED: dict[tuple, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -88,28 +87,21 @@ def single_thread_blas() -> Iterator[None]:
 
 
 def clear_compile_cache() -> None:
-    """Forget every compiled model (the next fit compiles cold)."""
-    _COMPILED.clear()
+    """Forget the kernel compiled in this process (the next fit loads it from disk or compiles)."""
+    fast_density.forget_compiled()
 
 
 def compiled_model(st: Structure) -> tuple[Any, bool, float]:
-    """The nutpie model for this structure, from the cache when possible, fed with its data.
+    """The nutpie model for this structure, its kernel loaded (from memory, disk, or compiled).
 
     Returns:
-        ``(compiled, cache_hit, seconds spent compiling or re-feeding)``.
+        ``(model, cache_hit, seconds spent loading or compiling)``; a hit means nothing was
+        compiled: the kernel was in memory or in numba's on-disk cache.
     """
-    import nutpie
-
     start = time.perf_counter()
-    key = st.key()
-    hit = key in _COMPILED
-    if not hit:
-        _COMPILED[key] = nutpie.compile_pymc_model(build_model(st), backend="numba")
-    compiled = _COMPILED[key]
-    if hit:
-        values = {k: v for k, v in data_values(st).items() if k in compiled.shared_data}
-        compiled = compiled.with_data(**values)
-    return compiled, hit, time.perf_counter() - start
+    model = fast_density.nutpie_model(st)
+    hit = fast_density.ensure_compiled(st)
+    return model, hit, time.perf_counter() - start
 
 
 def sample_scales(st: Structure, settings: FitSettings) -> SampleOutput:
