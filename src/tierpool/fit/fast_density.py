@@ -34,6 +34,14 @@ _LOG_HALFNORMAL_CONST = 0.5 * math.log(2.0 / math.pi)
 # reassociation lets LLVM vectorise the dot-product loops; no 'nnan'/'ninf': the kernel must
 # still see and report non-finite values
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
+# Scales outside [e^-18, e^14] ≈ [1.5e-8, 1.2e6] get log density -inf. Far below that a model's
+# cell weights n/σ² pass 1e16 and, for a model whose rows sit in several cells, the marginal
+# likelihood is a difference of O(1/σ²) terms that float64 cannot resolve (a naive form once
+# produced a spurious mode 1,500 nats above the posterior that trapped a chain; the PyTensor graph
+# returns NaN there). The value matches the PyTensor graph to 1e-3 down to σ = 1e-6 and is within a
+# few hundredths of a nat at the floor (tests/unit/test_fit_fast_density.py).
+# The truncated prior mass is below 1e-7 for any parent scale above 0.1.
+U_MIN, U_MAX = -18.0, 14.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class DensityArrays:
     cell_w: np.ndarray
     cell_y: np.ndarray
     YYc: np.ndarray
+    spread: np.ndarray  # Σ_{c<c'} w_c w_c' (ȳ_c − ȳ_c')² per leaf (= W·YYc − Y², cancellation-free)
     n_sum: np.ndarray
     S_sum: np.ndarray
     nms: bool
@@ -69,7 +78,7 @@ class DensityArrays:
         return (self.prior_kind, self.prior_arg, self.theta_tail, self.kept_parent, self.kept_src,
                 self.kept_mask, self.leaf_parent, self.leaf_src, self.leaf_mask, self.leaf_scale_src,
                 self.add_start, self.n_add, self.add_counts, self.cell_ptr, self.cell_g, self.cell_w, self.cell_y, self.YYc,
-                self.n_sum, self.S_sum, self.nms, self.constrained, self.const)
+                self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const)
 
 
 def density_arrays(st: Structure) -> DensityArrays:
@@ -83,6 +92,11 @@ def density_arrays(st: Structure) -> DensityArrays:
     has = c["Wc"] != 0.0
     cell_ptr = np.concatenate([[0], np.cumsum(has.sum(1))])
     rows, cell_g = np.nonzero(has)
+    cell_w, cell_y = c["Wc"][rows, cell_g], c["Yc"][rows, cell_g]
+    spread = np.zeros(st.n_leaf)
+    for m in range(st.n_leaf):
+        w, ybar = cell_w[rows == m], cell_y[rows == m] / cell_w[rows == m]
+        spread[m] = 0.5 * float((w[:, None] * w[None, :] * (ybar[:, None] - ybar[None, :]) ** 2).sum())
     assert st.n_theta == n_sampled + 1  # the trailing constant is the only unsampled entry
     i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
@@ -92,7 +106,7 @@ def density_arrays(st: Structure) -> DensityArrays:
         leaf_parent=i64(st.leaf_parent), leaf_src=i64(c["leaf_src"]), leaf_mask=f64(c["leaf_mask"]),
         leaf_scale_src=i64(c["leaf_scale_src"]), add_start=int(add_start), n_add=int(st.n_add_leaf),
         add_counts=f64(c["add_counts"]), cell_ptr=i64(cell_ptr), cell_g=i64(cell_g),
-        cell_w=f64(c["Wc"][rows, cell_g]), cell_y=f64(c["Yc"][rows, cell_g]), YYc=f64(c["YYc"]),
+        cell_w=f64(cell_w), cell_y=f64(cell_y), YYc=f64(c["YYc"]), spread=f64(spread),
         n_sum=f64(c["n_sum"]), S_sum=f64(c["S_sum"]),
         nms=spec.likelihood == "cells_nms", constrained=_constrained(st), const=float(st.const),
     )
@@ -140,7 +154,7 @@ def supported(spec: FitSpec) -> bool:
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
               leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, cell_ptr, cell_g,
-              cell_w, cell_y, YYc, n_sum, S_sum, nms, constrained, const, grad):
+              cell_w, cell_y, YYc, spread, n_sum, S_sum, nms, constrained, const, grad):
     """Log density of ``u = log θ`` (scale priors + Jacobian + marginal likelihood); fills ``grad``.
 
     Cells are given per leaf in CSR form (``cell_ptr``; additive column ``cell_g``, weight
@@ -148,6 +162,9 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
     the location system is not positive definite.
     """
     n_s = u.shape[0]
+    for j in range(n_s):
+        if not (U_MIN <= u[j] <= U_MAX):  # also catches NaN
+            return -np.inf
     theta = np.empty(n_s + theta_tail.shape[0])
     theta[:n_s] = np.exp(u)
     theta[n_s:] = theta_tail
@@ -187,9 +204,7 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
         if nms:
             so = theta[leaf_scale_src[m]]
             r[m] = 1.0 / so**2
-            lp -= n_sum[m] * math.log(so) + 0.5 * (S_sum[m] + YYc[m]) * r[m]
-        else:
-            lp -= 0.5 * YYc[m]
+            lp -= n_sum[m] * math.log(so) + 0.5 * S_sum[m] * r[m]
     d = q_leaf.copy()
     hM = np.zeros(M)
     for m in range(M):
@@ -232,7 +247,8 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
                     S[a, p] += q_leaf[m] * w / d[m]
                 S[a, a] += w * rest / d[m]
                 h[a] += h_a / d[m]
-        lp += 0.5 * hM[m] * hd - 0.5 * math.log(d[m])
+        # −½ r·YYc + ½ hM²/d without cancelling O(r) terms: −½ r (q·YYc + r·spread) / d
+        lp -= 0.5 * r[m] * (q_leaf[m] * YYc[m] + r[m] * spread[m]) / d[m] + 0.5 * math.log(d[m])
     lp += const
 
     mean_K = np.zeros(K)
@@ -422,7 +438,7 @@ def nutpie_model(st: Structure):
     n_dim = len(a.prior_kind)
     (prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
      leaf_mask, leaf_scale_src, add_start, n_add, add_counts, cell_ptr, cell_g, cell_w, cell_y, YYc,
-     n_sum, S_sum, nms, constrained, const) = a.args()
+     spread, n_sum, S_sum, nms, constrained, const) = a.args()
     f64p = numba.types.CPointer(numba.types.double)
 
     def logp_c(dim, x_, out_, logp_, _user_data):
@@ -432,8 +448,8 @@ def nutpie_model(st: Structure):
         out = numba.carray(out_, (n_dim,))
         value = logp_grad(x, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
                           leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
-                          add_counts, cell_ptr, cell_g, cell_w, cell_y, YYc, n_sum, S_sum, nms,
-                          constrained, const, out)
+                          add_counts, cell_ptr, cell_g, cell_w, cell_y, YYc, spread, n_sum, S_sum,
+                          nms, constrained, const, out)
         numba.carray(logp_, (1,))[0] = value
         if not np.isfinite(value):
             return 4  # nutpie: a non-finite density (treated as a divergence)
