@@ -19,6 +19,8 @@ numpy arrays (the conditional draws of the locations), so the two cannot drift a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -159,41 +161,198 @@ def _constrained(st: Structure) -> bool:
     return bool(st.spec.additive and st.spec.additive.sum_to_zero and st.n_add_leaf >= 2)
 
 
-def draw_locations(theta: np.ndarray, st: Structure, rng: np.random.Generator, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def draw_locations(
+    theta: np.ndarray, st: Structure, rng: np.random.Generator, batch: int = 512, return_pooling: bool = False
+) -> tuple[np.ndarray, ...]:
     """Draw every location from its exact Gaussian conditional given each θ draw.
+
+    numpy only: the reduced system is built by :func:`_reduced_np` (the same algebra as
+    :func:`assemble`, with the 0/1 matrices replaced by index scatters and the data sums by single
+    matrix products) and solved with one batched Cholesky and two vectorised substitutions.
 
     Args:
         theta: ``(B, n_theta)`` draws of the scale vector.
         st: The structure.
         rng: Seeded generator.
-        batch: Draws processed per vectorised block (bounds memory).
+        batch: Draws processed per vectorised block (bounds memory; the random stream is drawn
+            block by block, so it depends on this).
+        return_pooling: Also return the pooling factor ``q_m/d_m`` per draw and leaf ``(B, M)``.
 
     Returns:
-        ``(x_kept (B, K), x_leaf (B, M))`` in the original coordinates (regions sum to zero).
+        ``(x_kept (B, K), x_leaf (B, M))`` in the original coordinates (regions sum to zero), plus
+        the pooling factor if asked.
     """
-    c = constant_arrays(st)
+    lay = _NumpyLayout(st)
     B = theta.shape[0]
     xk = np.zeros((B, st.n_kept))
     xm = np.zeros((B, st.n_leaf))
-    for lo in range(0, B, batch):
-        hi = min(B, lo + batch)
-        xk[lo:hi], xm[lo:hi] = _draw_block(theta[lo:hi], st, c, rng)
-    return xk, xm
+    pool = np.zeros((B, st.n_leaf)) if return_pooling else None
+    with _one_blas_thread():
+        for lo in range(0, B, batch):
+            hi = min(B, lo + batch)
+            xk[lo:hi], xm[lo:hi], pooling = _draw_block(theta[lo:hi], lay, rng)
+            if pool is not None:
+                pool[lo:hi] = pooling
+    return (xk, xm, pool) if return_pooling else (xk, xm)
 
 
-def _draw_block(theta, st, c, rng):
-    a = assemble(theta, c, st.spec.likelihood, _constrained(st), _numpy_ops())
-    nb = theta.shape[0]
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """One BLAS thread: the products here are many small ones, which threads only slow down
+    (10× on a busy 2-core machine). threadpoolctl is optional; without it nothing changes."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+class _NumpyLayout:
+    """Index maps and data products for the batched numpy system (precomputed once per call)."""
+
+    def __init__(self, st: Structure) -> None:
+        c = constant_arrays(st)
+        self.st, self.c = st, c
+        self.K, self.M, self.n_z = st.n_kept, st.n_leaf, st.n_z
+        self.nms = st.spec.likelihood == "cells_nms"
+        Wc, Yc = c["Wc"], c["Yc"]
+        self.Wc, self.Yc = Wc, Yc
+        self.Wc_T = np.ascontiguousarray(Wc.T)
+        self.W_sum, self.Y_sum = Wc.sum(1), Yc.sum(1)
+        G = Wc.shape[1]
+        self.G = G
+        # kept prior E^T diag(q) E: q_k on the diagonal at k and at its parent, −q_k off it
+        self.child = np.nonzero(st.kept_parent >= 0)[0]
+        parent = st.kept_parent[self.child]
+        C = np.zeros((self.K, self.K))
+        C[self.child, parent] = 1.0
+        self.C = C
+        self.off_flat = np.concatenate([self.child * self.K + parent, parent * self.K + self.child])
+        self.A = c["A"]
+        lp = st.leaf_parent
+        self.has_lp = lp >= 0
+        self.lp = np.maximum(lp, 0)
+        # additive leaf (regions): a contiguous block [a, a+G) of the kept nodes
+        self.has_add = bool(st.n_add_leaf) and self.K > 0
+        self.has_cross = self.has_add and bool(self.has_lp.any())
+        if self.has_cross:
+            # the leaves' parents lie in rows [p0, p1) (one level; any node between gets zero columns)
+            self.p0, self.p1 = int(lp[self.has_lp].min()), int(lp[self.has_lp].max()) + 1
+            Ap = self.A[:, self.p0:self.p1]
+            self.AW = (Ap[:, :, None] * Wc[:, None, :]).reshape(self.M, -1)
+        if self.has_add:
+            self.a = st.kept_offset[st.spec.additive.leaf.name]
+            O = Wc[:, :, None] * Wc[:, None, :]  # Σ_m coef_m Wc_m Wc_mᵀ, off-diagonal part
+            O[:, np.arange(G), np.arange(G)] = 0.0
+            self.O = O.reshape(self.M, G * G)
+            self.W_rest = Wc * (self.W_sum[:, None] - Wc)  # W_mg · Σ_{g'≠g} W_mg'
+        self.T = c["T"]
+        self.T_T = np.ascontiguousarray(self.T.T)
+        self.identity_T = self.T.shape == (self.K, self.K) and np.array_equal(self.T, np.eye(self.K))
+        # sum-to-zero on the regions: any basis of the constrained subspace gives the same
+        # distribution of x = T z; the difference basis (x_g = z_g, x_last = −Σ z_g) is applied by
+        # subtracting the last region's row and column instead of two dense products with T.
+        self.diff_basis = False
+        if self.has_add and not self.identity_T and self.T.shape[1] == self.K - 1:
+            a, g = self.a, G
+            ref = np.zeros_like(self.T)
+            ref[:a, :a] = np.eye(a)
+            ref[a:a + g, a:a + g - 1] = self.T[a:a + g, a:a + g - 1]
+            ref[a + g:, a + g - 1:] = np.eye(self.K - a - g)
+            self.diff_basis = bool(np.array_equal(ref, self.T))
+            self.last = a + g - 1
+            self.keep = np.delete(np.arange(self.K), self.last)
+
+
+def _reduced_np(theta: np.ndarray, lay: _NumpyLayout) -> tuple[np.ndarray, ...]:
+    """numpy-only ``assemble`` for a batch ``(nb, n_theta)``: ``(q_leaf, d, r, hM, S_z, h_z)``.
+
+    ``S_z, h_z`` are in the difference basis of the region block when ``lay.diff_basis`` (else in
+    the structure's ``T``), so they equal ``assemble``'s only up to that change of basis.
+
+    ``r`` is the per-leaf data weight (``1/σ_m²`` for cells_nms, 1 for cells_se), so the cell
+    weights are ``W = r[:, :, None] * Wc`` without ever forming them.
+    """
+    c, K, nb = lay.c, lay.K, theta.shape[0]
+    q_kept = c["kept_mask"] / theta[:, c["kept_src"]] ** 2
+    q_leaf = c["leaf_mask"] / theta[:, c["leaf_src"]] ** 2
+    r = 1.0 / theta[:, c["leaf_scale_src"]] ** 2 if lay.nms else np.ones_like(q_leaf)
+    d = q_leaf + r * lay.W_sum
+    hM = r * lay.Y_sum
+    hd = hM / d
+    if K == 0:
+        return q_leaf, d, r, hM, np.zeros((nb, 0, 0)), np.zeros((nb, 0))
+    S = np.zeros((nb, K, K))
+    flat = S.reshape(nb, K * K)  # a view: diagonal and scattered entries through flat indices
+    flat[:, :: K + 1] = q_kept + q_kept @ lay.C + (q_leaf * (r * lay.W_sum) / d) @ lay.A  # q − q²/d, no cancelling
+    flat[:, lay.off_flat] = np.tile(-q_kept[:, lay.child], 2)
+    h_K = (q_leaf * hd) @ lay.A
+    if lay.has_add:
+        a, g = lay.a, lay.G
+        if lay.has_cross:
+            p0, p1 = lay.p0, lay.p1
+            cross = ((q_leaf * r / d) @ lay.AW).reshape(nb, p1 - p0, g)  # Aᵀ diag(q/d) W, parents × regions
+            S[:, p0:p1, a:a + g] += cross
+            S[:, a:a + g, p0:p1] += np.swapaxes(cross, 1, 2)
+        S[:, a:a + g, a:a + g] -= ((r * r / d) @ lay.O).reshape(nb, g, g)
+        # its diagonal Σ_m W_mg(1 − W_mg/d_m) = Σ_m W_mg(q_m + Σ_{g'≠g} W_mg')/d_m, no cancelling
+        flat[:, a * (K + 1):(a + g) * (K + 1):K + 1] += (q_leaf * r / d) @ lay.Wc + (r * r / d) @ lay.W_rest
+        h_K[:, a:a + g] += r @ lay.Yc - (hd * r) @ lay.Wc
+    if lay.identity_T:
+        return q_leaf, d, r, hM, S, h_K
+    if lay.diff_basis:  # Dᵀ S D and Dᵀ h for the difference basis D of the region block
+        a, last = lay.a, lay.last
+        S[:, :, a:last] -= S[:, :, last:last + 1]
+        S[:, a:last, :] -= S[:, last:last + 1, :]
+        h_K[:, a:last] -= h_K[:, last:last + 1]
+        if last == K - 1:
+            return q_leaf, d, r, hM, S[:, :last, :last], h_K[:, :last]
+        return q_leaf, d, r, hM, S[:, lay.keep[:, None], lay.keep], h_K[:, lay.keep]
+    return q_leaf, d, r, hM, lay.T_T @ S @ lay.T, h_K @ lay.T
+
+
+def _draw_block(theta, lay, rng):
+    """Locations for one block of θ draws; the random stream is (ε of the kept block, ε of the leaves)."""
+    st, nb = lay.st, theta.shape[0]
+    q_leaf, d, r, hM, S_z, h_z = _reduced_np(theta, lay)
     if st.n_z:
-        L = np.linalg.cholesky(a.S_z)
-        mean = np.linalg.solve(a.S_z, a.h_z[..., None])[..., 0]
-        eps = rng.standard_normal((nb, st.n_z, 1))
-        z = mean + np.linalg.solve(np.swapaxes(L, -1, -2), eps)[..., 0]
-        x_k = z @ c["T"].T
+        L = np.linalg.cholesky(S_z)
+        eps = rng.standard_normal((nb, st.n_z, 1))[..., 0]
+        # z = S_z⁻¹h_z + L⁻ᵀε = L⁻ᵀ(L⁻¹h_z + ε)
+        z = _solve_lower_t(L, _solve_lower(L, h_z) + eps)
+        if lay.diff_basis:
+            x_k = np.empty((nb, st.n_kept))
+            x_k[:, lay.keep] = z
+            x_k[:, lay.last] = -z[:, lay.a:lay.last].sum(1)
+        else:
+            x_k = z @ lay.T_T
     else:
-        x_k = np.zeros((nb, 0))
-    par = x_k @ c["A"].T if st.n_kept else np.zeros((nb, st.n_leaf))
-    reg = x_k @ c["R"].T if st.n_kept else np.zeros((nb, c["Wc"].shape[1]))
-    cond_mean = (a.hM + a.q_leaf * par - (a.W @ reg[..., None])[..., 0]) / a.d
-    x_m = cond_mean + rng.standard_normal(cond_mean.shape) / np.sqrt(a.d)
-    return x_k, x_m
+        x_k = np.zeros((nb, st.n_kept))
+    cond = hM.copy()
+    if st.n_kept:
+        cond += q_leaf * np.where(lay.has_lp, x_k[:, lay.lp], 0.0)
+        if lay.has_add:
+            cond -= r * (x_k[:, lay.a:lay.a + lay.G] @ lay.Wc_T)
+    cond /= d
+    x_m = cond + rng.standard_normal(cond.shape) / np.sqrt(d)
+    return x_k, x_m, q_leaf / d
+
+
+def _solve_lower(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L⁻¹b`` for a batch of lower-triangular ``L (nb, n, n)`` and ``b (nb, n)`` (forward substitution)."""
+    n = L.shape[-1]
+    u = np.empty_like(b)
+    for i in range(n):
+        u[:, i] = (b[:, i] - np.einsum("bj,bj->b", L[:, i, :i], u[:, :i])) / L[:, i, i]
+    return u
+
+
+def _solve_lower_t(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L⁻ᵀb`` for a batch of lower-triangular ``L`` (back substitution on ``Lᵀ``)."""
+    n = L.shape[-1]
+    u = np.empty_like(b)
+    for i in range(n - 1, -1, -1):
+        u[:, i] = (b[:, i] - np.einsum("bj,bj->b", L[:, i + 1:, i], u[:, i + 1:])) / L[:, i, i]
+    return u

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from tierpool.fit.gaussian import _constrained, _numpy_ops, assemble, constant_arrays, draw_locations
+from tierpool.fit.gaussian import draw_locations
 from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.build import theta_from_posterior
 from tierpool.fit.diagnostics import DIAGNOSTICS, summarise
+from tierpool.fit.predictive import row_quantiles
 from tierpool.fit.structure import Structure
 
 _STAT_COLS = ["mean", "sd", "q05", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"]
@@ -48,7 +49,7 @@ def add_locations(idata: Any, st: Structure, seed: int) -> np.ndarray:
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     theta = theta_from_posterior(post, st)
     rng = np.random.default_rng([seed, 7919])
-    xk, xm = draw_locations(theta, st, rng)
+    xk, xm, pooling = draw_locations(theta, st, rng, return_pooling=True)  # one pass: draws and q/d
     new = {f"mu_{st.spec.main.leaf.name}": (xm, st.spec.main.leaf.name)}
     for name, off in st.kept_offset.items():
         size = 1 if name == "global" else len(st.ids[name])
@@ -59,17 +60,7 @@ def add_locations(idata: Any, st: Structure, seed: int) -> np.ndarray:
         else:
             post[var] = (("chain", "draw", dim), arr.reshape(nc, nd, -1))
     idata.posterior = post.assign_coords({k: list(v) for k, v in st.ids.items() if k in post.dims})
-    return _pooling(theta, st).reshape(nc, nd, -1)
-
-
-def _pooling(theta: np.ndarray, st: Structure, batch: int = 4096) -> np.ndarray:
-    """q_m/d_m: the weight of the parent mean in the leaf's conditional posterior mean."""
-    c = constant_arrays(st)
-    out = np.empty((theta.shape[0], st.n_leaf))
-    for lo in range(0, theta.shape[0], batch):
-        a = assemble(theta[lo:lo + batch], c, st.spec.likelihood, _constrained(st), _numpy_ops())
-        out[lo:lo + batch] = a.q_leaf / a.d
-    return out
+    return pooling.reshape(nc, nd, -1)
 
 
 def _summaries(
@@ -84,10 +75,11 @@ def _summaries(
     out = {}
     for var in ds.data_vars:
         x = ds[var].values
-        flat = x.reshape(x.shape[0] * x.shape[1], -1)
-        q = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
+        rows = x.reshape(x.shape[0] * x.shape[1], -1).T.copy()  # (groups, draws), a copy: partitioned below
+        mean, sd = rows.mean(1), rows.std(1, ddof=1)
+        q = row_quantiles(rows, (0.05, 0.5, 0.95))  # = np.quantile, bit for bit (partitions rows)
         out[str(var)] = pd.DataFrame({
-            "mean": flat.mean(0), "sd": flat.std(0, ddof=1), "q05": q[0], "q50": q[1], "q95": q[2],
+            "mean": mean, "sd": sd, "q05": q[0], "q50": q[1], "q95": q[2],
             **{col: np.atleast_1d(np.asarray(diag[col][str(var)])).ravel() for col in DIAGNOSTICS},
         })
     return out
