@@ -55,7 +55,7 @@ def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool
     t_fams = fit.get("student_t_families") or []
     if isinstance(t_fams, str) or not all(isinstance(f, str) for f in t_fams):
         raise ConfigError(f"tierpool_project.yml vars.fit.student_t_families must be a list of family ids, got {t_fams!r}")
-    sampler = {"tune": 2000, "draws": 4000, "chains": 4, "target_accept": 0.99, "seed": 20261121, "sampler": "nutpie"}
+    sampler = {"tune": 2000, "draws": 4000, "chains": 4, "target_accept": 0.97, "seed": 20261121, "sampler": "nutpie"}
     sampler.update({k: fit[k] for k in _SAMPLER_KEYS if k in fit})
     for key in ("tune", "draws", "chains"):
         if options.get(f"fit_{key}") is not None:

@@ -38,8 +38,8 @@ _FAST = {"reassoc", "contract", "arcp", "nsz"}
 # cell weights n/σ² pass 1e16 and, for a model whose rows sit in several cells, the marginal
 # likelihood is a difference of O(1/σ²) terms that float64 cannot resolve (a naive form once
 # produced a spurious mode 1,500 nats above the posterior that trapped a chain; the PyTensor graph
-# returns NaN there). The value matches the PyTensor graph to 1e-3 down to σ = 1e-6 and is within a
-# few hundredths of a nat at the floor (tests/unit/test_fit_fast_density.py).
+# returns NaN there). The value matches the PyTensor graph to 1e-3 down to σ = 1e-6 and is within
+# about 0.1 nat at the floor (tests/unit/test_fit_fast_density.py), where the posterior mass is ~1e-7.
 # The truncated prior mass is below 1e-7 for any parent scale above 0.1.
 U_MIN, U_MAX = -18.0, 14.0
 
@@ -61,10 +61,10 @@ class DensityArrays:
     add_start: int
     n_add: int
     add_counts: np.ndarray
-    cell_ptr: np.ndarray  # CSR over leaves: the additive columns g with a cell, per leaf
-    cell_g: np.ndarray
-    cell_w: np.ndarray
-    cell_y: np.ndarray
+    Wc: np.ndarray  # (M, G) cell weight n (or 1/se²); 0 where a leaf has no cell in that column
+    Yc: np.ndarray  # (M, G) weight · cell mean
+    w_tot: np.ndarray  # row sums of Wc
+    y_tot: np.ndarray  # row sums of Yc
     YYc: np.ndarray
     spread: np.ndarray  # Σ_{c<c'} w_c w_c' (ȳ_c − ȳ_c')² per leaf (= W·YYc − Y², cancellation-free)
     n_sum: np.ndarray
@@ -77,7 +77,7 @@ class DensityArrays:
         """Positional arguments after ``u`` and before ``grad``."""
         return (self.prior_kind, self.prior_arg, self.theta_tail, self.kept_parent, self.kept_src,
                 self.kept_mask, self.leaf_parent, self.leaf_src, self.leaf_mask, self.leaf_scale_src,
-                self.add_start, self.n_add, self.add_counts, self.cell_ptr, self.cell_g, self.cell_w, self.cell_y, self.YYc,
+                self.add_start, self.n_add, self.add_counts, self.Wc, self.Yc, self.w_tot, self.y_tot, self.YYc,
                 self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const)
 
 
@@ -90,9 +90,8 @@ def density_arrays(st: Structure) -> DensityArrays:
     add_start = st.kept_offset[spec.additive.leaf.name] if st.n_add_leaf else 0
     glob_sd = spec.global_level.location_sd if spec.global_level else 1.0
     has = c["Wc"] != 0.0
-    cell_ptr = np.concatenate([[0], np.cumsum(has.sum(1))])
-    rows, cell_g = np.nonzero(has)
-    cell_w, cell_y = c["Wc"][rows, cell_g], c["Yc"][rows, cell_g]
+    rows, cols = np.nonzero(has)
+    cell_w, cell_y = c["Wc"][rows, cols], c["Yc"][rows, cols]
     spread = np.zeros(st.n_leaf)
     for m in range(st.n_leaf):
         w, ybar = cell_w[rows == m], cell_y[rows == m] / cell_w[rows == m]
@@ -105,8 +104,8 @@ def density_arrays(st: Structure) -> DensityArrays:
         kept_parent=i64(st.kept_parent), kept_src=i64(c["kept_src"]), kept_mask=f64(c["kept_mask"]),
         leaf_parent=i64(st.leaf_parent), leaf_src=i64(c["leaf_src"]), leaf_mask=f64(c["leaf_mask"]),
         leaf_scale_src=i64(c["leaf_scale_src"]), add_start=int(add_start), n_add=int(st.n_add_leaf),
-        add_counts=f64(c["add_counts"]), cell_ptr=i64(cell_ptr), cell_g=i64(cell_g),
-        cell_w=f64(cell_w), cell_y=f64(cell_y), YYc=f64(c["YYc"]), spread=f64(spread),
+        add_counts=f64(c["add_counts"]), Wc=f64(c["Wc"]), Yc=f64(c["Yc"]), w_tot=f64(c["Wc"].sum(1)),
+        y_tot=f64(c["Yc"].sum(1)), YYc=f64(c["YYc"]), spread=f64(spread),
         n_sum=f64(c["n_sum"]), S_sum=f64(c["S_sum"]),
         nms=spec.likelihood == "cells_nms", constrained=_constrained(st), const=float(st.const),
     )
@@ -153,12 +152,12 @@ def supported(spec: FitSpec) -> bool:
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
-              leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, cell_ptr, cell_g,
-              cell_w, cell_y, YYc, spread, n_sum, S_sum, nms, constrained, const, grad):
+              leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot,
+              YYc, spread, n_sum, S_sum, nms, constrained, const, grad):
     """Log density of ``u = log θ`` (scale priors + Jacobian + marginal likelihood); fills ``grad``.
 
-    Cells are given per leaf in CSR form (``cell_ptr``; additive column ``cell_g``, weight
-    ``cell_w`` = n or 1/se², ``cell_y`` = weight·mean). Returns ``-inf`` (grad untouched) where
+    Cells are dense leaf × additive-leaf matrices: weight ``Wc`` (n or 1/se², 0 = no cell) and
+    ``Yc`` = weight·mean, with row sums ``w_tot``, ``y_tot``. Returns ``-inf`` (grad untouched) where
     the location system is not positive definite.
     """
     n_s = u.shape[0]
@@ -169,7 +168,7 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
     theta[:n_s] = np.exp(u)
     theta[n_s:] = theta_tail
     g_theta = np.zeros(theta.shape[0])  # ∂ log p / ∂θ
-    K, M = kept_parent.shape[0], leaf_parent.shape[0]
+    K, M, G = kept_parent.shape[0], leaf_parent.shape[0], Wc.shape[1]
 
     # ---- scale priors (θ space) ------------------------------------------------------------
     lp = 0.0
@@ -205,12 +204,7 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
             so = theta[leaf_scale_src[m]]
             r[m] = 1.0 / so**2
             lp -= n_sum[m] * math.log(so) + 0.5 * S_sum[m] * r[m]
-    d = q_leaf.copy()
-    hM = np.zeros(M)
-    for m in range(M):
-        for c in range(cell_ptr[m], cell_ptr[m + 1]):
-            d[m] += cell_w[c] * r[m]
-            hM[m] += cell_y[c] * r[m]
+    d = np.empty(M)
     S = np.zeros((K, K))
     h = np.zeros(K)
     for i in range(K):
@@ -220,35 +214,35 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
             S[p, p] += q_kept[i]
             S[i, p] -= q_kept[i]
             S[p, i] -= q_kept[i]
+    wr = np.empty(G)
     for m in range(M):
+        # eliminate leaf m: d = q + r·Σn; every O(r) difference is written without cancellation
+        # (w − w²/d = w·(q + r·Σ_other n)/d; pairwise forms for the shift and the leaf term), so a
+        # tiny σ_m (cell weights ~1/σ²) stays exact
         p = leaf_parent[m]
-        hd = hM[m] / d[m]
-        w_sum = d[m] - q_leaf[m]
-        if nms:
-            w_sum = n_sum[m] * r[m]
+        rm, qm = r[m], q_leaf[m]
+        d[m] = qm + rm * w_tot[m]
+        inv_d = 1.0 / d[m]
+        hM = rm * y_tot[m]
         if p >= 0:
-            S[p, p] += q_leaf[m] * w_sum / d[m]
-            h[p] += q_leaf[m] * hd
+            S[p, p] += qm * rm * w_tot[m] * inv_d
+            h[p] += qm * hM * inv_d
         if n_add > 0:
-            # stable forms: w − w²/d = w·(d − w)/d with d − w = q + (the model's other cells)
-            for c in range(cell_ptr[m], cell_ptr[m + 1]):
-                w = cell_w[c] * r[m]
-                a = add_start + cell_g[c]
-                rest = q_leaf[m]
-                h_a = cell_y[c] * r[m] * q_leaf[m]
-                for c2 in range(cell_ptr[m], cell_ptr[m + 1]):
-                    if c2 != c:
-                        w2 = cell_w[c2] * r[m]
-                        rest += w2
-                        S[a, add_start + cell_g[c2]] -= w * w2 / d[m]
-                        h_a += (cell_y[c] * cell_w[c2] - cell_w[c] * cell_y[c2]) * r[m] * r[m]
+            for g in range(G):
+                wr[g] = Wc[m, g] * rm
+            for g in range(G):
+                a = add_start + g
                 if p >= 0:
-                    S[p, a] += q_leaf[m] * w / d[m]
-                    S[a, p] += q_leaf[m] * w / d[m]
-                S[a, a] += w * rest / d[m]
-                h[a] += h_a / d[m]
-        # −½ r·YYc + ½ hM²/d without cancelling O(r) terms: −½ r (q·YYc + r·spread) / d
-        lp -= 0.5 * r[m] * (q_leaf[m] * YYc[m] + r[m] * spread[m]) / d[m] + 0.5 * math.log(d[m])
+                    S[p, a] += qm * wr[g] * inv_d
+                    S[a, p] += qm * wr[g] * inv_d
+                S[a, a] += wr[g] * (qm + rm * (w_tot[m] - Wc[m, g])) * inv_d
+                h[a] += (Yc[m, g] * rm * qm + rm * rm * (Yc[m, g] * w_tot[m] - Wc[m, g] * y_tot[m])) * inv_d
+                for g2 in range(g):
+                    S[a, add_start + g2] -= wr[g] * wr[g2] * inv_d
+                for g2 in range(g + 1, G):
+                    S[a, add_start + g2] -= wr[g] * wr[g2] * inv_d
+        # −½ r·YYc + ½ hM²/d = −½ r (q·YYc + r·spread) / d
+        lp -= 0.5 * rm * (qm * YYc[m] + rm * spread[m]) * inv_d + 0.5 * math.log(d[m])
     lp += const
 
     mean_K = np.zeros(K)
@@ -301,57 +295,55 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
             g_theta[kept_src[i]] += -1.0 / s + (diff * diff + var) / s**3
         if constrained and add_counts[i] > 0:
             g_theta[kept_src[i]] += add_counts[i] ** 2 * theta[kept_src[i]] / var_sum
-    max_cells = 0
+    cb = np.empty(G)
     for m in range(M):
-        max_cells = max(max_cells, cell_ptr[m + 1] - cell_ptr[m])
-    idx = np.empty(max_cells + 1, dtype=np.int64)
-    coef = np.empty(max_cells + 1)
-    cb = np.empty(max_cells + 1)
-    for m in range(M):
-        # x_m = a + bᵀx_K + ε, ε ~ N(0, 1/d): b = (q/d) e_parent − Σ_cells (w/d) e_region; b is
-        # supported on the parent and the model's regions, so Σb is needed only there.
+        # x_m = a + bᵀx_K + ε, ε ~ N(0, 1/d): b = (q/d) e_parent − Σ_g (w_g/d) e_region(g)
         p = leaf_parent[m]
-        nb = 0
+        rm, inv_d = r[m], 1.0 / d[m]
+        coef_p = q_leaf[m] * inv_d
+        mean_m = rm * y_tot[m] * inv_d
+        cb_p = 0.0
         if p >= 0:
-            idx[0] = p
-            coef[0] = q_leaf[m] / d[m]
-            nb = 1
-        first = nb
+            cb_p = coef_p * cov_K[p, p]
+            mean_m += coef_p * mean_K[p]
         if n_add > 0:
-            for c in range(cell_ptr[m], cell_ptr[m + 1]):
-                idx[nb] = add_start + cell_g[c]
-                coef[nb] = -cell_w[c] * r[m] / d[m]
-                nb += 1
-        mean_m = hM[m] / d[m]
-        b_cov_b = 0.0
-        for j in range(nb):
-            acc = 0.0
-            for l in range(nb):
-                acc += coef[l] * cov_K[idx[j], idx[l]]
-            cb[j] = acc
-            b_cov_b += coef[j] * acc
-            mean_m += coef[j] * mean_K[idx[j]]
+            for g in range(G):
+                a = add_start + g
+                coef_g = -Wc[m, g] * rm * inv_d
+                mean_m += coef_g * mean_K[a]
+                if p >= 0:
+                    cb_p += coef_g * cov_K[p, a]
+            for g in range(G):  # (Σb) on the region nodes: a dense, contiguous G×G product
+                a = add_start + g
+                acc = coef_p * cov_K[a, p] if p >= 0 else 0.0
+                for g2 in range(G):
+                    acc -= Wc[m, g2] * rm * inv_d * cov_K[a, add_start + g2]
+                cb[g] = acc
+        b_cov_b = coef_p * cb_p if p >= 0 else 0.0
+        if n_add > 0:
+            for g in range(G):
+                b_cov_b -= Wc[m, g] * rm * inv_d * cb[g]
         if leaf_mask[m] > 0:
             diff = mean_m
-            var = 1.0 / d[m] + b_cov_b
+            var = inv_d + b_cov_b
             if p >= 0:
                 diff -= mean_K[p]
-                var += -2.0 * cb[0] + cov_K[p, p]
+                var += -2.0 * cb_p + cov_K[p, p]
             s = theta[leaf_src[m]]
             g_theta[leaf_src[m]] += -1.0 / s + (diff * diff + var) / s**3
         if nms and n_sum[m] > 0:
             ss = S_sum[m]
-            k = first
-            for c in range(cell_ptr[m], cell_ptr[m + 1]):
-                n = cell_w[c]
+            for g in range(G):
+                n = Wc[m, g]
+                if n == 0.0:
+                    continue
                 fit = mean_m
-                var = 1.0 / d[m] + b_cov_b
+                var = inv_d + b_cov_b
                 if n_add > 0:
-                    a = idx[k]
+                    a = add_start + g
                     fit += mean_K[a]
-                    var += 2.0 * cb[k] + cov_K[a, a]
-                    k += 1
-                ss += n * ((cell_y[c] / n - fit) ** 2 + var)
+                    var += 2.0 * cb[g] + cov_K[a, a]
+                ss += n * ((Yc[m, g] / n - fit) ** 2 + var)
             so = theta[leaf_scale_src[m]]
             g_theta[leaf_scale_src[m]] += -n_sum[m] / so + ss / so**3
 
@@ -437,7 +429,7 @@ def nutpie_model(st: Structure):
     a = density_arrays(st)
     n_dim = len(a.prior_kind)
     (prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
-     leaf_mask, leaf_scale_src, add_start, n_add, add_counts, cell_ptr, cell_g, cell_w, cell_y, YYc,
+     leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot, YYc,
      spread, n_sum, S_sum, nms, constrained, const) = a.args()
     f64p = numba.types.CPointer(numba.types.double)
 
@@ -448,7 +440,7 @@ def nutpie_model(st: Structure):
         out = numba.carray(out_, (n_dim,))
         value = logp_grad(x, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
                           leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
-                          add_counts, cell_ptr, cell_g, cell_w, cell_y, YYc, spread, n_sum, S_sum,
+                          add_counts, Wc, Yc, w_tot, y_tot, YYc, spread, n_sum, S_sum,
                           nms, constrained, const, out)
         numba.carray(logp_, (1,))[0] = value
         if not np.isfinite(value):
