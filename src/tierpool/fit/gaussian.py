@@ -13,8 +13,10 @@ restricting the kept block to the subspace ``x = T z`` (``T`` orthonormal on the
 prior normaliser is ``½log|TᵀPT| = ½log|P| + ½log(cᵀP⁻¹c / cᵀc)`` where ``cᵀP⁻¹c`` is the prior
 variance of the sum of the region effects, ``Σ_nodes count² · sd²`` for a tree.
 
-The same :func:`assemble` code runs on PyTensor tensors (the sampled log density) and on batched
-numpy arrays (the conditional draws of the locations), so the two cannot drift apart.
+Three implementations of this system exist, each checked against the others and against dense
+references: :func:`assemble` (PyTensor: the PyMC model of build.py; numpy: ``marginal_loglik_np``),
+the batched numpy builder behind :func:`draw_locations`, and the numba kernel that nutpie samples
+(fast_density.py; tests/unit/test_fit_fast_density.py compares it with the PyTensor graph).
 """
 
 from __future__ import annotations
