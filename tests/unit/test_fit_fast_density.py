@@ -107,3 +107,22 @@ def test_kernel_reports_minus_infinity_not_an_exception_outside_its_range():
     n = len(arrays.prior_kind)
     for u in (np.full(n, -800.0), np.full(n, -18.5), np.full(n, 14.5), np.full(n, np.nan)):
         assert fast_density.logp_grad(u, *arrays.args(), np.empty(n)) == -np.inf
+
+
+def test_data_poor_scales_stay_exact_far_into_their_left_tail():
+    """A model with no cell or one cell has an exponential left tail in log σ that sampling
+    does visit; the kernel must follow it (slope 1: prior × Jacobian), not cut it off."""
+    st = STRUCTURES["default"]()
+    arrays = fast_density.density_arrays(st)
+    n = len(arrays.prior_kind)
+    model_block = next(b for b in st.scale_layout if b.name == "sigma_model")
+    n_cells = (arrays.Wc != 0).sum(1)
+    for leaf in (int(np.argmax(n_cells == 0)), int(np.argmax(n_cells == 1))):
+        assert n_cells[leaf] <= 1
+        j = model_block.offset + leaf
+        values = []
+        for u_j in (-10.0, -20.0, -30.0):
+            u = np.full(n, np.log(0.3))
+            u[j] = u_j
+            values.append(fast_density.logp_grad(u, *arrays.args(), np.empty(n)))
+        assert np.diff(values) == pytest.approx([-10.0, -10.0], abs=1e-3)

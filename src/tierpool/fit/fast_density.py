@@ -34,14 +34,16 @@ _LOG_HALFNORMAL_CONST = 0.5 * math.log(2.0 / math.pi)
 # reassociation lets LLVM vectorise the dot-product loops; no 'nnan'/'ninf': the kernel must
 # still see and report non-finite values
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
-# Scales outside [e^-18, e^14] ≈ [1.5e-8, 1.2e6] get log density -inf. Far below that a model's
-# cell weights n/σ² pass 1e16 and, for a model whose rows sit in several cells, the marginal
-# likelihood is a difference of O(1/σ²) terms that float64 cannot resolve (a naive form once
-# produced a spurious mode 1,500 nats above the posterior that trapped a chain; the PyTensor graph
-# returns NaN there). The value matches the PyTensor graph to 1e-3 down to σ = 1e-6 and is within
-# about 0.1 nat at the floor (tests/unit/test_fit_fast_density.py), where the posterior mass is ~1e-7.
-# The truncated prior mass is below 1e-7 for any parent scale above 0.1.
-U_MIN, U_MAX = -18.0, 14.0
+# The kernel's domain in u = log σ: below U_MIN_PINNING for the own scale of a model with two or
+# more cells, below U_MIN elsewhere, and above U_MAX, the log density is -inf. Such a model pins its
+# regions' differences as σ → 0 and its marginal likelihood becomes a difference of O(1/σ²) terms
+# that float64 cannot resolve (a naive form once produced a spurious mode 1,500 nats above the
+# posterior that trapped a chain; the PyTensor graph returns NaN there): down to e^-18 the value is
+# within ~0.1 nat (tests/unit/test_fit_fast_density.py), and the truncated mass is ~1e-7. Every
+# other scale stays exact far out (checked to e^-60); U_MIN only keeps 1/σ² finite. A floor of
+# e^-18 for all scales was tried first: the exponential left tail of a data-poor model's log σ
+# reached it about once per 100k-row fit, which nutpie reports as a divergence.
+U_MIN, U_MIN_PINNING, U_MAX = -60.0, -18.0, 14.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class DensityArrays:
     """Every argument of :func:`logp_grad` except ``u`` (numpy, C-contiguous)."""
 
     prior_kind: np.ndarray
+    u_lo: np.ndarray  # lower end of the kernel's domain per sampled u (see U_MIN_PINNING)
     prior_arg: np.ndarray  # fixed sd, or the parent's index in θ (as float)
     theta_tail: np.ndarray  # θ entries that are not sampled (the global location sd)
     kept_parent: np.ndarray
@@ -75,7 +78,7 @@ class DensityArrays:
 
     def args(self) -> tuple:
         """Positional arguments after ``u`` and before ``grad``."""
-        return (self.prior_kind, self.prior_arg, self.theta_tail, self.kept_parent, self.kept_src,
+        return (self.prior_kind, self.u_lo, self.prior_arg, self.theta_tail, self.kept_parent, self.kept_src,
                 self.kept_mask, self.leaf_parent, self.leaf_src, self.leaf_mask, self.leaf_scale_src,
                 self.add_start, self.n_add, self.add_counts, self.Wc, self.Yc, self.w_tot, self.y_tot, self.YYc,
                 self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const)
@@ -97,10 +100,14 @@ def density_arrays(st: Structure) -> DensityArrays:
         w, ybar = cell_w[rows == m], cell_y[rows == m] / cell_w[rows == m]
         spread[m] = 0.5 * float((w[:, None] * w[None, :] * (ybar[:, None] - ybar[None, :]) ** 2).sum())
     assert st.n_theta == n_sampled + 1  # the trailing constant is the only unsampled entry
+    u_lo = np.full(n_sampled, U_MIN)
+    if spec.likelihood == "cells_nms":
+        pinning = (c["Wc"] != 0).sum(1) >= 2
+        u_lo[c["leaf_scale_src"][pinning]] = U_MIN_PINNING
     i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     return DensityArrays(
-        prior_kind=i64(kind), prior_arg=f64(arg), theta_tail=f64([glob_sd]),
+        prior_kind=i64(kind), u_lo=f64(u_lo), prior_arg=f64(arg), theta_tail=f64([glob_sd]),
         kept_parent=i64(st.kept_parent), kept_src=i64(c["kept_src"]), kept_mask=f64(c["kept_mask"]),
         leaf_parent=i64(st.leaf_parent), leaf_src=i64(c["leaf_src"]), leaf_mask=f64(c["leaf_mask"]),
         leaf_scale_src=i64(c["leaf_scale_src"]), add_start=int(add_start), n_add=int(st.n_add_leaf),
@@ -151,7 +158,7 @@ def supported(spec: FitSpec) -> bool:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
+def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
               leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot,
               YYc, spread, n_sum, S_sum, nms, constrained, const, grad):
     """Log density of ``u = log θ`` (scale priors + Jacobian + marginal likelihood); fills ``grad``.
@@ -162,7 +169,7 @@ def logp_grad(u, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_
     """
     n_s = u.shape[0]
     for j in range(n_s):
-        if not (U_MIN <= u[j] <= U_MAX):  # also catches NaN
+        if not (u_lo[j] <= u[j] <= U_MAX):  # also catches NaN
             return -np.inf
     theta = np.empty(n_s + theta_tail.shape[0])
     theta[:n_s] = np.exp(u)
@@ -428,7 +435,7 @@ def nutpie_model(st: Structure):
 
     a = density_arrays(st)
     n_dim = len(a.prior_kind)
-    (prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
+    (prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
      leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot, YYc,
      spread, n_sum, S_sum, nms, constrained, const) = a.args()
     f64p = numba.types.CPointer(numba.types.double)
@@ -438,7 +445,7 @@ def nutpie_model(st: Structure):
             return -1
         x = numba.carray(x_, (n_dim,))
         out = numba.carray(out_, (n_dim,))
-        value = logp_grad(x, prior_kind, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
+        value = logp_grad(x, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
                           leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
                           add_counts, Wc, Yc, w_tot, y_tot, YYc, spread, n_sum, S_sum,
                           nms, constrained, const, out)
