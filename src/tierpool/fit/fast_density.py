@@ -222,6 +222,8 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
             S[i, p] -= q_kept[i]
             S[p, i] -= q_kept[i]
     wr = np.empty(G)
+    cols = np.empty(G, dtype=np.int64)
+    WdW = np.zeros((G, G))
     for m in range(M):
         # eliminate leaf m: d = q + r·Σn; every O(r) difference is written without cancellation
         # (w − w²/d = w·(q + r·Σ_other n)/d; pairwise forms for the shift and the leaf term), so a
@@ -235,21 +237,31 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
             S[p, p] += qm * rm * w_tot[m] * inv_d
             h[p] += qm * hM * inv_d
         if n_add > 0:
-            for g in range(G):
-                wr[g] = Wc[m, g] * rm
-            for g in range(G):
+            nc = 0
+            for g in range(G):  # this model's cells: their columns and weights w = n·r
+                if Wc[m, g] != 0.0:
+                    cols[nc] = g
+                    wr[nc] = Wc[m, g] * rm
+                    nc += 1
+            for c in range(nc):
+                g = cols[c]
                 a = add_start + g
                 if p >= 0:
-                    S[p, a] += qm * wr[g] * inv_d
-                    S[a, p] += qm * wr[g] * inv_d
-                S[a, a] += wr[g] * (qm + rm * (w_tot[m] - Wc[m, g])) * inv_d
+                    S[p, a] += qm * wr[c] * inv_d
+                    S[a, p] += qm * wr[c] * inv_d
+                S[a, a] += wr[c] * (qm + rm * (w_tot[m] - Wc[m, g])) * inv_d
                 h[a] += (Yc[m, g] * rm * qm + rm * rm * (Yc[m, g] * w_tot[m] - Wc[m, g] * y_tot[m])) * inv_d
-                for g2 in range(g):
-                    S[a, add_start + g2] -= wr[g] * wr[g2] * inv_d
-                for g2 in range(g + 1, G):
-                    S[a, add_start + g2] -= wr[g] * wr[g2] * inv_d
+                # off-diagonal −w_g w_g2 / d: accumulated densely (vectorises), applied after the loop
+                f = wr[c] * inv_d
+                for g2 in range(G):
+                    WdW[g, g2] += f * Wc[m, g2] * rm
         # −½ r·YYc + ½ hM²/d = −½ r (q·YYc + r·spread) / d
         lp -= 0.5 * rm * (qm * YYc[m] + rm * spread[m]) * inv_d + 0.5 * math.log(d[m])
+    if n_add > 0:
+        for g in range(G):  # the diagonal of WdW is not used: S[a, a] got its stable form above
+            for g2 in range(G):
+                if g2 != g:
+                    S[add_start + g, add_start + g2] -= WdW[g, g2]
     lp += const
 
     mean_K = np.zeros(K)
@@ -303,33 +315,39 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
         if constrained and add_counts[i] > 0:
             g_theta[kept_src[i]] += add_counts[i] ** 2 * theta[kept_src[i]] / var_sum
     cb = np.empty(G)
+    cw = np.empty(G)
+    cwd = np.zeros(G)
     for m in range(M):
-        # x_m = a + bᵀx_K + ε, ε ~ N(0, 1/d): b = (q/d) e_parent − Σ_g (w_g/d) e_region(g)
+        # x_m = a + bᵀx_K + ε, ε ~ N(0, 1/d): b = (q/d) e_parent − Σ_cells (w/d) e_region; b lives on
+        # the parent and the model's regions, so Σb is needed only there
         p = leaf_parent[m]
         rm, inv_d = r[m], 1.0 / d[m]
         coef_p = q_leaf[m] * inv_d
         mean_m = rm * y_tot[m] * inv_d
+        nc = 0
+        if n_add > 0:
+            for g in range(G):
+                cwd[g] = Wc[m, g] * rm * inv_d
+                if Wc[m, g] != 0.0:
+                    cols[nc] = add_start + g
+                    cw[nc] = cwd[g]
+                    nc += 1
         cb_p = 0.0
         if p >= 0:
             cb_p = coef_p * cov_K[p, p]
             mean_m += coef_p * mean_K[p]
-        if n_add > 0:
-            for g in range(G):
-                a = add_start + g
-                coef_g = -Wc[m, g] * rm * inv_d
-                mean_m += coef_g * mean_K[a]
-                if p >= 0:
-                    cb_p += coef_g * cov_K[p, a]
-            for g in range(G):  # (Σb) on the region nodes: a dense, contiguous G×G product
-                a = add_start + g
-                acc = coef_p * cov_K[a, p] if p >= 0 else 0.0
-                for g2 in range(G):
-                    acc -= Wc[m, g2] * rm * inv_d * cov_K[a, add_start + g2]
-                cb[g] = acc
+            for c in range(nc):
+                cb_p -= cw[c] * cov_K[p, cols[c]]
+        for c in range(nc):
+            a = cols[c]
+            mean_m -= cw[c] * mean_K[a]
+            acc = coef_p * cov_K[a, p] if p >= 0 else 0.0
+            for g2 in range(G):  # dense and contiguous: vectorises (cwd is 0 off the cells)
+                acc -= cwd[g2] * cov_K[a, add_start + g2]
+            cb[c] = acc
         b_cov_b = coef_p * cb_p if p >= 0 else 0.0
-        if n_add > 0:
-            for g in range(G):
-                b_cov_b -= Wc[m, g] * rm * inv_d * cb[g]
+        for c in range(nc):
+            b_cov_b -= cw[c] * cb[c]
         if leaf_mask[m] > 0:
             diff = mean_m
             var = inv_d + b_cov_b
@@ -340,17 +358,18 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
             g_theta[leaf_src[m]] += -1.0 / s + (diff * diff + var) / s**3
         if nms and n_sum[m] > 0:
             ss = S_sum[m]
-            for g in range(G):
-                n = Wc[m, g]
-                if n == 0.0:
-                    continue
-                fit = mean_m
-                var = inv_d + b_cov_b
-                if n_add > 0:
-                    a = add_start + g
-                    fit += mean_K[a]
-                    var += 2.0 * cb[g] + cov_K[a, a]
-                ss += n * ((Yc[m, g] / n - fit) ** 2 + var)
+            if n_add > 0:
+                for c in range(nc):
+                    a = cols[c]
+                    n = Wc[m, a - add_start]
+                    fit = mean_m + mean_K[a]
+                    var = inv_d + b_cov_b + 2.0 * cb[c] + cov_K[a, a]
+                    ss += n * ((Yc[m, a - add_start] / n - fit) ** 2 + var)
+            else:
+                for g in range(G):
+                    n = Wc[m, g]
+                    if n != 0.0:
+                        ss += n * ((Yc[m, g] / n - mean_m) ** 2 + inv_d + b_cov_b)
             so = theta[leaf_scale_src[m]]
             g_theta[leaf_scale_src[m]] += -n_sum[m] / so + ss / so**3
 
