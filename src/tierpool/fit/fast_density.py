@@ -25,15 +25,13 @@ import numpy as np
 from numba import njit
 
 from tierpool.fit.gaussian import _constrained, constant_arrays
+from tierpool.fit.numba_linalg import FASTMATH, backward, cholesky, forward, lower_inverse
 from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.structure import Structure
 
 # prior kinds of a sampled scale
 HALFNORMAL_FIXED, HALFNORMAL_PARENT, HALFFLAT = 0, 1, 2
 _LOG_HALFNORMAL_CONST = 0.5 * math.log(2.0 / math.pi)
-# reassociation lets LLVM vectorise the dot-product loops; no 'nnan'/'ninf': the kernel must
-# still see and report non-finite values
-_FAST = {"reassoc", "contract", "arcp", "nsz"}
 # The kernel's domain in u = log σ: below U_MIN_PINNING for the own scale of a model with two or
 # more cells, below U_MIN elsewhere, and above U_MAX, the log density is -inf. Such a model pins its
 # regions' differences as σ → 0 and its marginal likelihood becomes a difference of O(1/σ²) terms
@@ -157,7 +155,7 @@ def supported(spec: FitSpec) -> bool:
     return not spec.student_t_families
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
               leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot,
               YYc, spread, n_sum, S_sum, nms, constrained, const, grad):
@@ -270,17 +268,17 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
         # Gaussian posterior of the kept locations (precision S, shift h). The sum-to-zero
         # constraint cᵀx = 0 (c = 1 on the additive leaves) is a rank-one conditioning, equal to
         # gaussian.py's restriction to the subspace T: log|TᵀST| = log|S| + log(cᵀS⁻¹c / cᵀc).
-        L = _cholesky(S)
+        L = cholesky(S)
         if L[0, 0] < 0.0:
             return -np.inf
         # value from triangular solves (stable when some σ is tiny and S ill-conditioned); the
         # explicit inverse is used only for the gradient's variances
-        v = _forward(L, h)
-        mean_K = _backward(L, v)
+        v = forward(L, h)
+        mean_K = backward(L, v)
         for k in range(K):
             lp -= math.log(L[k, k])
             lp += 0.5 * v[k] * v[k]
-        Linv = _lower_inverse(L)
+        Linv = lower_inverse(L)
         for k in range(K):  # S⁻¹ = Linvᵀ Linv, accumulated row by row of Linv
             for i in range(k + 1):
                 x = Linv[k, i]
@@ -292,8 +290,8 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
         if constrained:
             cvec = np.zeros(K)
             cvec[add_start:add_start + n_add] = 1.0
-            uc = _forward(L, cvec)
-            cov_c = _backward(L, uc)  # S⁻¹c
+            uc = forward(L, cvec)
+            cov_c = backward(L, uc)  # S⁻¹c
             c_cov_c = np.dot(uc, uc)
             c_mean = np.dot(uc, v)
             lp -= 0.5 * math.log(c_cov_c / n_add) + 0.5 * c_mean * c_mean / c_cov_c
@@ -378,155 +376,3 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
         lp += u[j]
         grad[j] = g_theta[j] * theta[j] + 1.0
     return lp
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def _cholesky(A):
-    """Lower Cholesky factor; ``L[0, 0] = -1`` flags a matrix that is not positive definite."""
-    n = A.shape[0]
-    L = np.zeros((n, n))
-    for j in range(n):
-        acc = A[j, j]
-        for k in range(j):
-            acc -= L[j, k] ** 2
-        if not acc > 0.0:
-            L[0, 0] = -1.0
-            return L
-        L[j, j] = math.sqrt(acc)
-        for i in range(j + 1, n):
-            acc = A[i, j]
-            for k in range(j):
-                acc -= L[i, k] * L[j, k]
-            L[i, j] = acc / L[j, j]
-    return L
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def _forward(L, b):
-    """Solve ``L x = b`` (L lower triangular)."""
-    n = L.shape[0]
-    x = np.empty(n)
-    for i in range(n):
-        acc = b[i]
-        for k in range(i):
-            acc -= L[i, k] * x[k]
-        x[i] = acc / L[i, i]
-    return x
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def _backward(L, b):
-    """Solve ``Lᵀ x = b`` (L lower triangular)."""
-    n = L.shape[0]
-    x = np.empty(n)
-    for i in range(n - 1, -1, -1):
-        acc = b[i]
-        for k in range(i + 1, n):
-            acc -= L[k, i] * x[k]
-        x[i] = acc / L[i, i]
-    return x
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def _lower_inverse(L):
-    """Inverse of a lower-triangular matrix by forward substitution."""
-    n = L.shape[0]
-    X = np.zeros((n, n))
-    for j in range(n):
-        X[j, j] = 1.0 / L[j, j]
-        for i in range(j + 1, n):
-            acc = 0.0
-            for k in range(j, i):
-                acc -= L[i, k] * X[k, j]
-            X[i, j] = acc / L[i, i]
-    return X
-
-
-def nutpie_model(st: Structure):
-    """A nutpie model of the scales driven by :func:`logp_grad`, called from nutpie's threads.
-
-    nutpie's numba interface takes C callbacks (``numba.cfunc``); the thin wrappers below bind
-    this structure's arrays as constants and call the disk-cached kernel, so building them costs
-    about a second rather than a PyTensor compile, and no Python runs per gradient.
-    """
-    import numba
-    from nutpie.compile_pymc import CompiledPyMCModel
-
-    a = density_arrays(st)
-    n_dim = len(a.prior_kind)
-    (prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
-     leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot, YYc,
-     spread, n_sum, S_sum, nms, constrained, const) = a.args()
-    f64p = numba.types.CPointer(numba.types.double)
-
-    def logp_c(dim, x_, out_, logp_, _user_data):
-        if dim != n_dim:
-            return -1
-        x = numba.carray(x_, (n_dim,))
-        out = numba.carray(out_, (n_dim,))
-        value = logp_grad(x, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
-                          leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
-                          add_counts, Wc, Yc, w_tot, y_tot, YYc, spread, n_sum, S_sum,
-                          nms, constrained, const, out)
-        numba.carray(logp_, (1,))[0] = value
-        if not np.isfinite(value):
-            return 4  # nutpie: a non-finite density (treated as a divergence)
-        for j in range(n_dim):
-            if not np.isfinite(out[j]):
-                return 3
-        return 0
-
-    def expand_c(dim, n_expanded, x_, out_, _user_data):
-        if dim != n_dim or n_expanded != n_dim:
-            return -1
-        x = numba.carray(x_, (n_dim,))
-        out = numba.carray(out_, (n_dim,))
-        for j in range(n_dim):
-            out[j] = math.exp(x[j])
-        return 0
-
-    logp_sig = numba.types.int64(numba.types.uint64, f64p, f64p, f64p, numba.types.voidptr)
-    expand_sig = numba.types.int64(numba.types.uint64, numba.types.uint64, f64p, f64p, numba.types.voidptr)
-    blocks = st.scale_layout
-    names = [b.name for b in blocks]
-    slices = [slice(b.offset, b.offset + b.size) for b in blocks]
-    shapes = [(b.size,) if b.dim else () for b in blocks]
-
-    def initial_point(seed):
-        # like PyMC's jittered start: a moderate scale, log-uniform within a factor e
-        return np.random.default_rng(seed).uniform(-1.0, 1.0, n_dim) + math.log(0.5)
-
-    return CompiledPyMCModel(
-        _n_dim=n_dim,
-        dims={b.name: (b.dim,) for b in blocks if b.dim},
-        _coords={b.dim: list(st.ids[b.dim]) for b in blocks if b.dim},
-        _shapes=dict(zip(names, shapes)),
-        compiled_logp_func=numba.cfunc(logp_sig, error_model="numpy")(logp_c),
-        compiled_expand_func=numba.cfunc(expand_sig, error_model="numpy")(expand_c),
-        initial_point_func=initial_point,
-        shared_data={},
-        user_data=np.zeros(1),
-        n_expanded=n_dim,
-        shape_info=(names, slices, shapes),
-        logp_func=None,
-        expand_func=None,
-    )
-
-
-_READY: dict[str, bool] = {}
-
-
-def ensure_compiled(st: Structure) -> bool:
-    """Make the kernel callable in this process; True if nothing had to be compiled."""
-    if _READY.get("logp_grad"):
-        return True
-    arrays = density_arrays(st)
-    n = len(arrays.prior_kind)
-    logp_grad(np.zeros(n), *arrays.args(), np.empty(n))
-    _READY["logp_grad"] = True
-    return sum(logp_grad.stats.cache_hits.values()) > 0
-
-
-def forget_compiled() -> None:
-    """Treat the kernel as not yet loaded (the next fit reports its load or compile time)."""
-    _READY.clear()

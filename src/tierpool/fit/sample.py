@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 from tierpool.errors import FitError
-from tierpool.fit import fast_density
+from tierpool.fit import nutpie_kernel
 from tierpool.fit.build import build_model
 from tierpool.fit.structure import Structure
 
@@ -87,7 +87,7 @@ def single_thread_blas() -> Iterator[None]:
 
 def clear_compile_cache() -> None:
     """Forget the kernel compiled in this process (the next fit loads it from disk or compiles)."""
-    fast_density.forget_compiled()
+    nutpie_kernel.forget_compiled()
 
 
 def compiled_model(st: Structure) -> tuple[Any, bool, float]:
@@ -98,8 +98,8 @@ def compiled_model(st: Structure) -> tuple[Any, bool, float]:
         compiled: the kernel was in memory or in numba's on-disk cache.
     """
     start = time.perf_counter()
-    model = fast_density.nutpie_model(st)
-    hit = fast_density.ensure_compiled(st)
+    model = nutpie_kernel.nutpie_model(st)
+    hit = nutpie_kernel.ensure_compiled(st)
     return model, hit, time.perf_counter() - start
 
 
