@@ -50,6 +50,13 @@ def add_locations(idata: Any, st: Structure, seed: int) -> np.ndarray:
     theta = theta_from_posterior(post, st)
     rng = np.random.default_rng([seed, 7919])
     xk, xm, pooling = draw_locations(theta, st, rng, return_pooling=True)  # one pass: draws and q/d
+    idata.posterior = store_locations(post, st, xk, xm)
+    return pooling.reshape(nc, nd, -1)
+
+
+def store_locations(post: xr.Dataset, st: Structure, xk: np.ndarray, xm: np.ndarray) -> xr.Dataset:
+    """Add the flat location draws ``xk (B, K)``, ``xm (B, M)`` as ``mu_<level>`` variables."""
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
     new = {f"mu_{st.spec.main.leaf.name}": (xm, st.spec.main.leaf.name)}
     for name, off in st.kept_offset.items():
         size = 1 if name == "global" else len(st.ids[name])
@@ -59,8 +66,7 @@ def add_locations(idata: Any, st: Structure, seed: int) -> np.ndarray:
             post[var] = (("chain", "draw"), arr.reshape(nc, nd))
         else:
             post[var] = (("chain", "draw", dim), arr.reshape(nc, nd, -1))
-    idata.posterior = post.assign_coords({k: list(v) for k, v in st.ids.items() if k in post.dims})
-    return pooling.reshape(nc, nd, -1)
+    return post.assign_coords({k: list(v) for k, v in st.ids.items() if k in post.dims})
 
 
 def _summaries(

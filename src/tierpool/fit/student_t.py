@@ -323,6 +323,7 @@ def add_locations_t(idata: Any, st: Structure, tl: TLayout, seed: int) -> np.nda
         equivalent with the t's Fisher information per row, ``(ν+1)/((ν+3)σ²)``.
     """
     from tierpool.fit.build import theta_from_posterior
+    from tierpool.fit.posterior import store_locations
 
     post = idata.posterior
     nc, nd = post.sizes["chain"], post.sizes["draw"]
@@ -330,18 +331,9 @@ def add_locations_t(idata: Any, st: Structure, tl: TLayout, seed: int) -> np.nda
     x_t = _flat(post, T_LOC)
     z_r = _flat(post, REGION_Z) if len(tl.r_idx) else np.zeros((theta.shape[0], 0))
     xk, xm = draw_locations_t(theta, x_t, z_r, st, tl, np.random.default_rng([seed, 7919]))
-    new = {f"mu_{st.spec.main.leaf.name}": (xm, st.spec.main.leaf.name)}
-    for name, off in st.kept_offset.items():
-        size = 1 if name == "global" else len(st.ids[name])
-        new[f"mu_{name}"] = (xk[:, off:off + size], None if name == "global" else name)
     post = post.drop_vars([v for v in (T_LOC, REGION_Z) if v in post.data_vars])
     post = post.drop_dims([d for d in ("t_model", "region_z_coord") if d in post.dims])
-    for var, (arr, dim) in new.items():
-        if dim is None:
-            post[var] = (("chain", "draw"), arr.reshape(nc, nd))
-        else:
-            post[var] = (("chain", "draw", dim), arr.reshape(nc, nd, -1))
-    idata.posterior = post.assign_coords({k: list(v) for k, v in st.ids.items() if k in post.dims})
+    idata.posterior = store_locations(post, st, xk, xm)
     return _pooling_t(theta, _flat(post, NU), st, tl).reshape(nc, nd, -1)
 
 
