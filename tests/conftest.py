@@ -44,3 +44,48 @@ def project_factory(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+# -- engines ------------------------------------------------------------------------------
+# One Spark session per test worker (a JVM takes seconds to start): every Spark test in a
+# process shares it, each with its own database (schema) so tests do not see each other.
+
+_SPARK_ROOT: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def spark_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of this worker's Spark warehouse and metastore (created once)."""
+    if not _SPARK_ROOT:
+        _SPARK_ROOT.append(tmp_path_factory.mktemp("spark"))
+    return _SPARK_ROOT[0]
+
+
+def spark_profile(root: Path, schema: str) -> str:
+    """A profiles.yml output (yml text) for this worker's shared local Spark session."""
+    return (
+        f"type: spark\nmethod: session\nmaster: 'local[2]'\nschema: {schema}\n"
+        f"warehouse_dir: {root / 'warehouse'}\nmetastore_dir: {root / 'metastore'}\n"
+        "conf: {spark.sql.shuffle.partitions: 4, spark.default.parallelism: 2}\n"
+    )
+
+
+@pytest.fixture
+def make_target(spark_root: Path, tmp_path: Path) -> Callable[[str], object]:
+    """``make_target("duckdb" | "spark")``: a fresh, empty warehouse of that engine."""
+    import uuid
+
+    from tierpool.config import target_from_output
+
+    def make(engine: str) -> object:
+        if engine == "spark":
+            pytest.importorskip("pyspark")
+            schema = f"t_{uuid.uuid4().hex[:10]}"
+            import yaml
+
+            output = yaml.safe_load(spark_profile(spark_root, schema))
+        else:
+            output = {"type": "duckdb", "path": str(tmp_path / "w.duckdb")}
+        return target_from_output(engine, output, tmp_path, tmp_path / "profiles.yml")
+
+    return make

@@ -265,21 +265,23 @@ def ls_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str
         click.echo(f"{line}  <- {parents}" if parents else line)
 
 
-def _fetch(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
-    from tierpool import engine
+def _reader(project_dir: Path, target: str | None) -> Any:
+    """A read-only adapter of the project's target (no project loading needed)."""
+    from tierpool.adapters import adapter_for
+    from tierpool.config import load_target
 
-    con = engine.connect(db_path, read_only=True)
+    root = Path(project_dir).resolve()
+    return adapter_for(load_target(root, target), root, read_only=True)
+
+
+def _fetch(reader: Any, sql: str) -> tuple[list[str], list[tuple]]:
     try:
-        rel = con.sql(sql)
-        if rel is None:
-            return [], []
-        return list(rel.columns), rel.fetchall()
+        result = reader.query_read_only(sql)
     except TierpoolError:
         raise
     except Exception as exc:
-        raise SqlError(str(exc)) from exc
-    finally:
-        con.close()
+        raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    return result.columns, result.rows
 
 
 @cli.command()
@@ -297,10 +299,9 @@ def query(sql: str, fmt: str, project_dir: Path, target: str | None, debug: bool
 
         tierpool query "select model_id, bias_mean from priors limit 5" --format csv
     """
-    from tierpool.config import load_target
     from tierpool.console import render
 
-    columns, rows = _fetch(load_target(Path(project_dir), target).path, sql)
+    columns, rows = _fetch(_reader(project_dir, target), sql)
     if columns:
         click.echo(render(fmt, columns, rows))
 
@@ -317,7 +318,6 @@ def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bo
 
         tierpool show priors --limit 20
     """
-    from tierpool import engine
     from tierpool.console import render_table
 
     project = _load(project_dir, target, check=False)
@@ -332,8 +332,10 @@ def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bo
         close = difflib.get_close_matches(name, sorted(set(project.nodes) | set(project.relation_owner)))
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"no node or relation named '{node}'{hint}")
+    reader = _reader(project_dir, target)
     for relation in relations:
-        columns, rows = _fetch(project.target.path, f"SELECT * FROM {engine.quote(relation)} LIMIT {int(limit)}")
+        quoted = '"' + relation.replace('"', '""') + '"'
+        columns, rows = _fetch(reader, f"SELECT * FROM {quoted} LIMIT {int(limit)}")
         if len(relations) > 1:
             click.echo(f"-- {relation}")
         click.echo(render_table(columns, rows))
@@ -355,7 +357,7 @@ def report(fit_id: str | None, out: Path | None, project_dir: Path, target: str 
     from tierpool.report import write_report
 
     project = _load(project_dir, target, check=False)
-    path = write_report(project.target.path, out or project.target_dir / "report" / "index.html",
+    path = write_report(_reader(project_dir, target), out or project.target_dir / "report" / "index.html",
                         fit_id=fit_id, fits_dir=project.target_dir / "fits")
     click.echo(f"wrote {path}")
 
@@ -386,7 +388,10 @@ def compare_hierarchies_cmd(indicators: tuple[str, ...], run_id: str | None, fit
     options = {"fit_tune": fit_tune, "fit_draws": fit_draws, "fit_chains": fit_chains}
     sampler = read_settings(project.vars, options).sampler
     settings = FitSettings(progress=not no_progress, **sampler)
-    rows = compare_warehouse(project.target.path, settings, list(indicators) or None, run_id)
+    from tierpool.adapters import adapter_for
+
+    writer = adapter_for(project.target, project.root)
+    rows = compare_warehouse(_reader(project_dir, target), writer, settings, list(indicators) or None, run_id)
     for line in summary_lines(rows):
         click.echo(line)
 

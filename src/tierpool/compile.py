@@ -5,8 +5,9 @@ names, and dependency cycles with their path. Column checks (``check_project``):
 each SQL model is qualified with sqlglot against its upstream schemas, in build
 order, and each generic test's column must exist in its relation.
 
-Schemas come from seeds (CSV header sniffed by DuckDB, declared types win),
-sources (DESCRIBE of the expression in a throwaway in-memory DuckDB), Python
+Schemas come from the target's adapter: seeds (CSV header sniffed by DuckDB,
+declared types win), sources (DuckDB: DESCRIBE of the expression in a throwaway
+in-memory database; Spark: the schema Spark reports for the relation), Python
 outputs (declared columns) and upstream SQL models (their projected columns after
 star expansion). Where a schema is unknown (a source whose files are missing, a
 star over a table function, an unnamed expression column) the checks downstream
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
+from tierpool.adapters import Adapter, Schema, adapter_for
 from tierpool.column_check import check_columns
 from tierpool.errors import CompileErrors, CycleError, SqlError, TierpoolError
 from tierpool.graph import Graph
@@ -29,8 +30,6 @@ from tierpool.sql import TableRef
 
 if TYPE_CHECKING:
     from tierpool.project import Project
-
-Schema = dict[str, str]
 
 
 def _closest(name: str, known: Iterable[str]) -> str:
@@ -86,24 +85,7 @@ def structural_problems(project: Project) -> list[TierpoolError]:
     return _unknown_tables(project) + _cycle(project)
 
 
-def _describe(con: duckdb.DuckDBPyConnection, relation_sql: str) -> Schema | None:
-    try:
-        rows = con.execute(f"describe select * from {relation_sql}").fetchall()
-    except duckdb.Error:
-        return None
-    return {str(row[0]).lower(): str(row[1]) for row in rows}
-
-
-def _seed_schema(con: duckdb.DuckDBPyConnection, node: Node) -> Schema | None:
-    declared = {col.name: col.type for col in node.columns if col.type}
-    path = str(node.path).replace("'", "''")
-    sniffed = _describe(con, f"read_csv('{path}')")
-    if sniffed is None:
-        return None
-    return {col: declared.get(col, dtype) for col, dtype in sniffed.items()}
-
-
-def relation_schemas(project: Project) -> dict[str, Schema]:
+def relation_schemas(project: Project, adapter: Adapter | None = None) -> dict[str, Schema]:
     """Known column names and types of every relation, computed without a warehouse.
 
     Relations whose schema cannot be known at compile time (a source whose files
@@ -116,22 +98,26 @@ def relation_schemas(project: Project) -> dict[str, Schema]:
     Returns:
         relation -> {column: DuckDB type}.
     """
-    schemas, _ = _schemas_and_problems(project)
+    schemas, _ = _schemas_and_problems(project, adapter)
     return schemas
 
 
-def _schemas_and_problems(project: Project) -> tuple[dict[str, Schema], list[TierpoolError]]:
+def _schemas_and_problems(
+    project: Project, adapter: Adapter | None = None
+) -> tuple[dict[str, Schema], list[TierpoolError]]:
     schemas: dict[str, Schema] = {}
     problems: list[TierpoolError] = []
     graph = Graph.from_project(project)
-    con = duckdb.connect()
+    own = adapter is None
+    adapter = adapter or adapter_for(project.target, project.root)
     try:
         for name in graph.topological_order():
             node = project.nodes[name]
             if node.kind == "seed":
-                schema = _seed_schema(con, node)
+                declared = {col.name: col.type for col in node.columns if col.type}
+                schema = adapter.describe_seed(Path(str(node.path)), declared)
             elif node.kind == "source":
-                schema = _describe(con, getattr(node, "expression", ""))
+                schema = adapter.describe(getattr(node, "expression", ""))
             elif node.kind == "python":
                 for out in getattr(node, "outputs", ()):
                     schemas[out.name] = {col.name: str(col.type) for col in out.columns}
@@ -142,7 +128,8 @@ def _schemas_and_problems(project: Project) -> tuple[dict[str, Schema], list[Tie
             if schema is not None:
                 schemas[name] = schema
     finally:
-        con.close()
+        if own:
+            adapter.close()
     return schemas, problems
 
 
@@ -192,19 +179,39 @@ def _missing_column(
     ]
 
 
-def check_project(project: Project) -> None:
+def translation_problems(project: Project, adapter: Adapter) -> list[TierpoolError]:
+    """SQL of models and data tests the target's engine cannot run faithfully."""
+    problems: list[TierpoolError] = []
+    for name, node in sorted(project.nodes.items()):
+        if node.kind == "sql":
+            problems += adapter.translation_problems(node.sql, project.display(node.path))
+    for name, test in sorted(project.tests.items()):
+        where = project.display(test.path) if test.path else f"data test '{name}'"
+        problems += adapter.translation_problems(test.sql, where)
+    return problems
+
+
+def check_project(project: Project, adapter: Adapter | None = None) -> None:
     """Run every compile check and raise them all together.
 
     Args:
         project: A loaded project.
+        adapter: The target's adapter (default: a new one, closed afterwards).
 
     Raises:
         CompileErrors: Unknown tables, cycles, unknown columns in SQL models and
-            in generic tests.
+            in generic tests, SQL the target's engine cannot run faithfully.
     """
-    problems = structural_problems(project)
-    if not problems:
-        schemas, problems = _schemas_and_problems(project)
-        problems += _test_column_problems(project, schemas)
+    own = adapter is None
+    adapter = adapter or adapter_for(project.target, project.root)
+    try:
+        problems = structural_problems(project)
+        if not problems:
+            problems = translation_problems(project, adapter)
+            schemas, found = _schemas_and_problems(project, adapter)
+            problems += found + _test_column_problems(project, schemas)
+    finally:
+        if own:
+            adapter.close()
     if problems:
         raise CompileErrors(problems)

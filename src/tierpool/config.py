@@ -22,18 +22,66 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tierpool import constants as c
 from tierpool.errors import ConfigError
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_TARGET = "dev"
-SUPPORTED_TYPES = ("duckdb",)
+SUPPORTED_TYPES = ("duckdb", "spark")
+
+
+class _Output(BaseModel):
+    """Keys shared by every output; unknown keys are errors (a typo must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # DuckDB: its worker threads (default: DuckDB's own, all cores). Spark: unused (the
+    # cluster's executors decide).
+    threads: int | None = Field(None, ge=1)
+
+
+class DuckDBOutput(_Output):
+    """``type: duckdb``: a local database file (the embedded default).
+
+    ``memory_limit`` (e.g. ``4GB``), ``temp_directory`` (where DuckDB spills when a query
+    exceeds it) and ``threads`` become DuckDB settings of the build's connection.
+    """
+
+    type: Literal["duckdb"] = "duckdb"
+    path: str = c.DEFAULT_DB_PATH
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+
+
+class SparkOutput(_Output):
+    """``type: spark``: a Spark session in this process, or a Spark Connect server.
+
+    ``method: session`` starts (or joins) a SparkSession with ``master`` (``local[*]``,
+    ``spark://…``, ``yarn``, ``k8s://…``); tables live in ``warehouse_dir`` and the
+    catalog in a Derby metastore under ``metastore_dir`` (both relative to the project),
+    so every tierpool command sees what the build wrote. ``method: connect`` reaches a
+    Spark Connect server at ``url`` (``sc://host:15002``; ``local[N]`` starts one here).
+    ``schema`` is the database tierpool writes to; ``conf`` goes to the session builder.
+    A Python model may read at most ``python_max_rows`` rows per input.
+    """
+
+    type: Literal["spark"]
+    method: Literal["session", "connect"] = "session"
+    master: str = "local[*]"
+    url: str | None = None
+    schema_: str = Field("tierpool", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    warehouse_dir: str = "target/spark-warehouse"
+    metastore_dir: str = "target/spark-metastore"
+    app_name: str = "tierpool"
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    python_max_rows: int = Field(5_000_000, ge=1)
 
 
 @dataclass(frozen=True)
@@ -42,15 +90,18 @@ class Target:
 
     Attributes:
         name: The target's name (e.g. ``dev``).
-        type: The adapter type; only ``duckdb`` is supported.
-        path: Absolute path of the DuckDB database file.
+        type: The adapter type: ``duckdb`` or ``spark``.
+        path: DuckDB: absolute path of the database file. Spark: the absolute warehouse
+            directory (used to name the target in messages and build state).
         threads: Worker threads the runner may use.
+        settings: The validated output (DuckDBOutput or SparkOutput), paths resolved.
     """
 
     name: str
     type: str
     path: Path
     threads: int = 1
+    settings: Any = field(default=None, compare=False)
 
 
 def expand_env(value: Any, source: Path) -> Any:
@@ -125,7 +176,7 @@ def load_target(project_dir: Path, target: str | None = None) -> Target:
                 f"target '{chosen}' requested but {path} does not exist; "
                 f"without profiles.yml the only target is '{DEFAULT_TARGET}'"
             )
-        return Target(DEFAULT_TARGET, "duckdb", root / c.DEFAULT_DB_PATH, 1)
+        return target_from_output(DEFAULT_TARGET, {}, root, path)
     profile = _read_yml(path)
     if not isinstance(profile, dict) or not isinstance(profile.get(c.PROFILE_NAME), dict):
         raise ConfigError(f"{path}: expected a top-level '{c.PROFILE_NAME}:' mapping")
@@ -139,10 +190,39 @@ def load_target(project_dir: Path, target: str | None = None) -> Target:
         raise ConfigError(
             f"{path}: target '{name}' is not defined; valid targets: {valid}"
         )
-    return _build_target(str(name), expand_env(outputs[name] or {}, path), root, path)
+    return target_from_output(str(name), expand_env(outputs[name] or {}, path), root, path)
 
 
-def _build_target(name: str, output: Any, root: Path, path: Path) -> Target:
+def _resolve(root: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}'")
+        elif item["type"] == "int_parsing":
+            parts.append(f"{where} must be an integer")
+        else:
+            parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def target_from_output(name: str, output: Any, root: Path, path: Path) -> Target:
+    """Validate one ``outputs:`` entry of profiles.yml into a Target (paths made absolute).
+
+    Args:
+        name: The target's name.
+        output: The entry's mapping, environment variables already expanded.
+        root: The project directory (relative paths resolve against it).
+        path: The profiles.yml file, named in errors.
+
+    Raises:
+        ConfigError: Unknown type, unknown key (with the valid keys), bad value.
+    """
     if not isinstance(output, dict):
         raise ConfigError(f"{path}: output '{name}' must be a mapping")
     kind = str(output.get("type", "duckdb"))
@@ -150,16 +230,31 @@ def _build_target(name: str, output: Any, root: Path, path: Path) -> Target:
         raise ConfigError(
             f"{path}: output '{name}' has type '{kind}'; supported: {', '.join(SUPPORTED_TYPES)}"
         )
-    db_path = Path(str(output.get("path") or c.DEFAULT_DB_PATH)).expanduser()
-    if not db_path.is_absolute():
-        db_path = root / db_path
+    schema = SparkOutput if kind == "spark" else DuckDBOutput
     try:
-        threads = int(output.get("threads", 1))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path}: output '{name}': threads must be an integer") from err
-    if threads < 1:
-        raise ConfigError(f"{path}: output '{name}': threads must be at least 1")
-    return Target(name, kind, db_path, threads)
+        settings = schema.model_validate(output)
+    except ValidationError as err:
+        raise ConfigError(
+            f"{path}: output '{name}' ({kind}): {_validation_message(err)}. "
+            f"Keys of a {kind} output: {', '.join(sorted(_keys(schema)))}"
+        ) from err
+    if isinstance(settings, SparkOutput):
+        if settings.method == "connect" and not settings.url:
+            raise ConfigError(f"{path}: output '{name}': method 'connect' needs url (e.g. sc://host:15002)")
+        settings = settings.model_copy(update={
+            "warehouse_dir": str(_resolve(root, settings.warehouse_dir)),
+            "metastore_dir": str(_resolve(root, settings.metastore_dir)),
+        })
+        return Target(name, kind, Path(settings.warehouse_dir), settings.threads or 1, settings)
+    updates = {"path": str(_resolve(root, settings.path))}
+    if settings.temp_directory:
+        updates["temp_directory"] = str(_resolve(root, settings.temp_directory))
+    settings = settings.model_copy(update=updates)
+    return Target(name, kind, Path(settings.path), settings.threads or 1, settings)
+
+
+def _keys(schema: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in schema.model_fields.items()]
 
 
 def load_project_config(project_dir: Path) -> dict[str, Any]:

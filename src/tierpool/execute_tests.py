@@ -11,7 +11,7 @@ import decimal
 import time
 from typing import Any
 
-from tierpool import engine
+from tierpool.adapters import Adapter
 from tierpool.nodes import DataTest
 from tierpool.results import NodeResult
 
@@ -37,7 +37,7 @@ def describe_rule(test: DataTest) -> str:
     return f"{rule} where {spec.where}" if spec.where else rule
 
 
-def run_data_test(con: engine.Connection, test: DataTest) -> NodeResult:
+def run_data_test(adapter: Adapter, test: DataTest) -> NodeResult:
     """Run one data test and return its result (never raises for SQL errors).
 
     Returns:
@@ -46,15 +46,13 @@ def run_data_test(con: engine.Connection, test: DataTest) -> NodeResult:
     started = time.perf_counter()
     relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
     result = NodeResult(name=test.name, kind="test", status="pass", relation=relation)
-    sql = engine.strip_sql(test.sql)
     try:
-        failures = int(con.execute(f"SELECT count(*) FROM (\n{sql}\n)").fetchall()[0][0])
+        failures = adapter.count(test.sql)
         result.failures = failures
         if failures:
-            rel = con.sql(f"SELECT * FROM (\n{sql}\n) LIMIT {MAX_EXAMPLES}")
-            columns = rel.columns
+            examples = adapter.fetch(test.sql, limit=MAX_EXAMPLES)
             result.examples = [
-                {c: _jsonable(v) for c, v in zip(columns, row)} for row in rel.fetchall()
+                {c: _jsonable(v) for c, v in zip(examples.columns, row)} for row in examples.rows
             ]
             result.status = "warn" if test.severity == "warn" else "fail"
             result.message = (

@@ -39,13 +39,13 @@ class BuildLock:
 
     Args:
         lock_path: The lock file (target/tierpool.lock).
-        db_path: The warehouse path, named in the error message.
+        warehouse: The warehouse as named in the error message (``Adapter.description``).
         command: What holds the lock, e.g. "tierpool build".
     """
 
-    def __init__(self, lock_path: Path, db_path: Path, command: str = "tierpool build") -> None:
+    def __init__(self, lock_path: Path, warehouse: str | Path, command: str = "tierpool build") -> None:
         self.lock_path = Path(lock_path)
-        self.db_path = Path(db_path)
+        self.warehouse = str(warehouse) if not isinstance(warehouse, Path) else f"database {warehouse}"
         self.command = command
         self._held = False
 
@@ -61,7 +61,7 @@ class BuildLock:
                     self.lock_path.unlink(missing_ok=True)
                     continue
                 raise DatabaseError(
-                    f"database {self.db_path} is in use by process {pid} ({command or 'tierpool'}). "
+                    f"{self.warehouse} is in use by process {pid} ({command or 'tierpool'}). "
                     f"Wait for it to finish, or if that process is gone, delete {self.lock_path}."
                 ) from None
             with os.fdopen(fd, "w") as handle:

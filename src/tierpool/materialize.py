@@ -1,8 +1,8 @@
-"""Building one node: seed, source, SQL model or Python model, each in one transaction.
+"""Building one node (seed, source, SQL model or Python model) through the adapter.
 
-Python models get their inputs (and the previous contents of their outputs) as
-DataFrames, then the warehouse connection is closed while ``model(ctx)`` runs and
-reopened to write all outputs in a single transaction.
+Each write replaces its relation only once the new one is fully built. Python models
+get their inputs (and the previous contents of their outputs) as DataFrames, then the
+warehouse is released while ``model(ctx)`` runs and all outputs are swapped in together.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tierpool import engine, seeds
+from tierpool.adapters import Adapter, FrameOutput, adapter_for
 from tierpool.context import ModelContext
 from tierpool.errors import ModelError, TierpoolError
-from tierpool.nodes import Node, OutputSpec, PythonModel
+from tierpool.nodes import Node, PythonModel
+from tierpool.project import display_path
+
+if TYPE_CHECKING:
+    from tierpool.config import Target
 
 # Seconds a build waits to reopen the warehouse after a Python model, if an
 # ad-hoc reader (tierpool query, DuckDB CLI) opened it meanwhile.
@@ -26,25 +30,22 @@ _module_ids = itertools.count()
 
 
 class Session:
-    """The build's read-write connection, which can be released and reopened."""
+    """The build's read-write adapter, which can be released and reopened."""
 
-    def __init__(self, db_path: Path, root: Path) -> None:
-        self.db_path = Path(db_path)
+    def __init__(self, target: Target, root: Path, adapter: Adapter | None = None) -> None:
         self.root = Path(root)
-        self.con: engine.Connection | None = None
+        self.adapter = adapter or adapter_for(target, self.root)
         # Relation kinds, read once: this build is the only writer (it holds the lock).
         self.kinds: dict[str, str] | None = None
         # Rows written per output by the last Python model (build state fingerprints).
         self.written: dict[str, int] = {}
 
-    def open(self, wait_s: float = 0.0) -> engine.Connection:
-        """Open (or return) the connection; relative file paths resolve against the project."""
-        if self.con is None:
-            self.con = engine.connect(self.db_path, wait_s=wait_s)
-            self.con.execute(f"SET file_search_path = '{str(self.root).replace(chr(39), chr(39) * 2)}'")
-            if self.kinds is None:
-                self.kinds = engine.relation_kinds(self.con)
-        return self.con
+    def open(self, wait_s: float = 0.0) -> Adapter:
+        """Open (or return) the adapter's connection."""
+        self.adapter.open(wait_s=wait_s)
+        if self.kinds is None:
+            self.kinds = self.adapter.relation_kinds()
+        return self.adapter
 
     def kind(self, name: str) -> str | None:
         """Current kind of a relation ("table", "view" or None)."""
@@ -57,11 +58,13 @@ class Session:
         if self.kinds is not None:
             self.kinds[name.lower()] = kind
 
+    def release(self) -> None:
+        """Let other processes use the warehouse while a Python model runs."""
+        self.adapter.release()
+
     def close(self) -> None:
         """Release the database so other processes can open it."""
-        if self.con is not None:
-            self.con.close()
-            self.con = None
+        self.adapter.close()
 
 
 def resolve(root: Path, path: Path | None) -> Path:
@@ -73,30 +76,25 @@ def resolve(root: Path, path: Path | None) -> Path:
 
 def build_node(session: Session, node: Node, ctx_args: dict[str, Any]) -> tuple[int | None, str]:
     """Build one node; returns (rows, message). Raises on failure (nothing is changed)."""
-    if node.kind == "seed":
-        rows = seeds.load_seed(session.open(), node, session.root, session.kind(node.name))
-        session.created(node.name, "table")
-        return rows, ""
-    if node.kind == "source":
-        con, existing = session.open(), session.kind(node.name)
-        with engine.transaction(con):
-            engine.replace_relation(con, node.name, f"SELECT * FROM {node.expression}", "view", existing)
-        session.created(node.name, "view")
-        return None, ""
-    if node.kind == "sql":
-        rows = _build_sql(session.open(), node, session.kind(node.name))
-        session.created(node.name, "view" if node.materialized == "view" else "table")
-        return rows, ""
     if node.kind == "python":
         return build_python(session, node, **ctx_args)
-    raise ModelError(f"cannot build node {node.name} of kind {node.kind}")
-
-
-def _build_sql(con: engine.Connection, node: Node, existing: str | None) -> int | None:
-    with engine.transaction(con):
-        if node.materialized == "append":
-            return engine.append_rows(con, node.name, node.sql, node.unique_key, existing)
-        return engine.replace_relation(con, node.name, node.sql, node.materialized, existing)
+    adapter, existing = session.open(), session.kind(node.name)
+    if node.kind == "seed":
+        rows: int | None = adapter.load_seed(node, existing)
+    elif node.kind == "source":
+        adapter.create_view(node.name, f"SELECT * FROM {node.expression}", existing)
+        rows = None
+    elif node.kind == "sql" and node.materialized == "append":
+        rows = adapter.append(node.name, node.sql, node.unique_key, existing)
+    elif node.kind == "sql" and node.materialized == "table":
+        rows = adapter.build_table(node.name, node.sql, existing)
+    elif node.kind == "sql":
+        adapter.create_view(node.name, node.sql, existing)
+        rows = None
+    else:
+        raise ModelError(f"cannot build node {node.name} of kind {node.kind}")
+    session.created(node.name, "view" if rows is None else "table")
+    return rows, ""
 
 
 def _import_model(path: Path) -> Any:
@@ -140,14 +138,22 @@ def _split_outputs(node: PythonModel, shown: str, result: Any) -> dict[str, Any]
                 f"{shown}: output '{out}' must be a pandas DataFrame, pyarrow Table or "
                 f"DuckDB relation, got {type(data).__name__}"
             )
-    return {k: engine.detach(v) for k, v in got.items()}
+    return {k: _detach(v) for k, v in got.items()}
 
 
-def _read_inputs(con: engine.Connection, node: PythonModel) -> tuple[dict, dict]:
+def _detach(data: Any) -> Any:
+    """Data returned by a model as something that outlives any connection it came from."""
+    if hasattr(data, "to_arrow_table") and not hasattr(data, "column_names"):
+        return data.to_arrow_table()  # a DuckDB relation
+    return data
+
+
+def _read_inputs(session: Session, node: PythonModel) -> tuple[dict, dict]:
+    adapter = session.open()
     own = {o.name for o in node.outputs}
-    inputs = {rel: engine.read_df(con, rel) for rel in node.depends_on if rel not in own}
+    inputs = {rel: adapter.read_frame(rel) for rel in node.depends_on if rel not in own}
     previous = {
-        o.name: engine.read_df(con, o.name) if engine.relation_kind(con, o.name) else None
+        o.name: adapter.read_frame(o.name) if session.kind(o.name) else None
         for o in node.outputs
     }
     # A model may ref one of its own outputs: that is its previous version.
@@ -174,9 +180,9 @@ def build_python(
             is changed in that case.
     """
     path = resolve(session.root, node.path)
-    shown = seeds.display_path(path, session.root)
-    inputs, previous = _read_inputs(session.open(), node)
-    session.close()
+    shown = display_path(session.root, path)
+    inputs, previous = _read_inputs(session, node)
+    session.release()
     try:
         ctx = ModelContext(
             node.name, Path(shown), inputs, previous, vars, options,
@@ -193,23 +199,18 @@ def build_python(
         except Exception as exc:
             raise ModelError(f"{shown}: model() raised {type(exc).__name__}: {exc}") from exc
     finally:
-        con = session.open(wait_s=REOPEN_WAIT_S)
+        session.open(wait_s=REOPEN_WAIT_S)
     return _write_outputs(session, node, outputs), ctx.message
 
 
 def _write_outputs(session: Session, node: PythonModel, outputs: dict[str, Any]) -> int:
-    specs: dict[str, OutputSpec] = {o.name: o for o in node.outputs}
-    con, total = session.open(), 0
-    written: dict[str, int] = {}
-    with engine.transaction(con):
-        for name in specs:
-            spec = specs[name]
-            written[name] = engine.write_output(
-                con, name, outputs[name], spec.columns, spec.materialized, spec.unique_key,
-                session.kind(name),
-            )
-            total += written[name]
+    frames = [
+        FrameOutput(o.name, outputs[o.name], o.columns, o.materialized, o.unique_key)
+        for o in node.outputs
+    ]
+    existing = {o.name: session.kind(o.name) for o in node.outputs}
+    written = session.open().write_frames(frames, existing)
     session.written = written
-    for name in specs:
+    for name in written:
         session.created(name, "table")
-    return total
+    return sum(written.values())

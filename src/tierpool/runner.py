@@ -26,7 +26,6 @@ from tierpool.lock import BuildLock
 from tierpool.materialize import Session, build_node, resolve
 from tierpool.nodes import DataTest, Node
 from tierpool.results import NodeResult, Reporter, RunOptions, RunResults
-from tierpool.seeds import display_path
 from tierpool.state import UNCHANGED, UP_TO_DATE, BuildState
 
 if TYPE_CHECKING:
@@ -102,10 +101,12 @@ def execute(
     artifacts.write_manifest(project, graph)
     results = RunResults(command=command, args=options.args)
     run = _Run(project, graph, options, reporter or Reporter(), results, len(nodes) + len(tests))
-    lock = BuildLock(project.target_dir / c.LOCK_FILE, project.target.path, f"tierpool {command}")
+    adapter = run.session.adapter
+    lock = BuildLock(project.target_dir / c.LOCK_FILE, adapter.description, f"tierpool {command}")
     with lock:
         # `tierpool test` is asked for explicitly: it reruns every test (and records passes).
-        run.state = BuildState(project, use_stored=not options.full_refresh and command != "test")
+        run.state = BuildState(project, use_stored=not options.full_refresh and command != "test",
+                               key=adapter.state_key)
         try:
             run.go(nodes, tests)
         finally:
@@ -125,9 +126,9 @@ class _Run:
     ) -> None:
         self.project, self.graph, self.options = project, graph, options
         self.reporter, self.results, self.total = reporter, results, total
-        self.session = Session(project.target.path, project.root)
+        self.session = Session(project.target, project.root)
         self.blocked: dict[str, str] = {}
-        self.state = BuildState(project, use_stored=False)  # replaced under the lock
+        self.state = BuildState(project, use_stored=False, key="")  # replaced under the lock
         self.status: dict[str, str] = {}
         self.index = 0
 
@@ -212,7 +213,7 @@ class _Run:
             return str(exc)
         where = node.name
         if node.path is not None:
-            where = display_path(resolve(self.project.root, node.path), self.project.root)
+            where = self.project.display(resolve(self.project.root, node.path))
         return f"{where}: {exc}".strip()
 
     def _ctx_args(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tierpool import __version__, seeds
+from tierpool import __version__
 from tierpool.nodes import DataTest, Node
 
 if TYPE_CHECKING:
@@ -127,13 +127,16 @@ class BuildState:
         project: The loaded project (root, target, relation owners).
         use_stored: False for ``--full-refresh``: nothing is considered unchanged, but
             successful nodes and tests still record their fingerprints.
+        key: The warehouse's entry in the state file (``Adapter.state_key``; default:
+            the target's resolved path).
     """
 
-    def __init__(self, project: Project, use_stored: bool = True) -> None:
+    def __init__(self, project: Project, use_stored: bool = True, key: str | None = None) -> None:
         self.project = project
         self.use_stored = use_stored
         self.path = project.target_dir / STATE_FILE
-        self.key = str(Path(project.target.path).resolve())
+        # One entry per warehouse (the adapter's state_key; a DuckDB file's path).
+        self.key = key if key is not None else str(Path(project.target.path).resolve())
         self.relations: dict[str, dict[str, Any]] = {}
         self.tests: dict[str, str] = {}
         self.current: dict[str, str | None] = {}  # fingerprints computed in this run
@@ -191,7 +194,7 @@ class BuildState:
             if not Path(path).is_file():
                 return None
             types = {c.name: c.type for c in node.columns if c.type}
-            return _digest("seed", seeds.seed_select(Path(path), types), _file_digest(Path(path)), node.config)
+            return _digest("seed", str(path), types, _file_digest(Path(path)), node.config)
         if node.kind == "source":
             expression = getattr(node, "expression", "")
             files = file_inputs(expression, root)

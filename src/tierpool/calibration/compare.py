@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tierpool import engine
-from tierpool.errors import DatabaseError, TierpoolError
+from tierpool.adapters import Adapter, FrameOutput
+from tierpool.errors import TierpoolError
 from tierpool.fit.compare import cells_from_rows, compare_hierarchies
 from tierpool.fit.sample import FitSettings
 from tierpool.fit.spec import default_spec, three_level_spec
@@ -43,25 +42,31 @@ def hierarchies() -> dict[str, Any]:
     return {"two_level": default_spec(), "three_level": three_level_spec()}
 
 
-def load_inputs(db_path: Path, indicators: list[str] | None = None) -> ComparisonInputs:
-    """Read the fit-fold cells and the test-fold rows from the warehouse, read-only.
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def load_inputs(reader: Adapter, indicators: list[str] | None = None) -> ComparisonInputs:
+    """Read the fit-fold cells and the test-fold rows from the warehouse, then close it.
+
+    Args:
+        reader: A read-only adapter of the warehouse.
+        indicators: Indicators to read (default: all with residuals).
 
     Raises:
         TierpoolError: No warehouse, tables missing, no ``architecture`` column in ``models``,
             an unknown indicator, or an empty fit or test fold.
     """
-    con = engine.connect(Path(db_path), read_only=True)
     try:
-        present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        present = set(reader.relation_kinds())
         missing = [t for t in _NEEDED if t not in present]
         if missing:
-            raise TierpoolError(f"warehouse {db_path} has no {', '.join(missing)}: run `tierpool build` first")
-        model_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                                "WHERE table_name = 'models'").fetchall()}
+            raise TierpoolError(f"{reader.description} has no {', '.join(missing)}: run `tierpool build` first")
+        model_cols = {c.lower() for c in reader.fetch("SELECT * FROM models", limit=0).columns}
         if "architecture" not in model_cols:
             raise TierpoolError("the models seed has no `architecture` column ('dense' | 'moe'): the three-level "
                                 "hierarchy needs it; add it to seeds/models.csv and rebuild")
-        known = [r[0] for r in con.execute("SELECT DISTINCT indicator FROM residuals ORDER BY 1").fetchall()]
+        known = [r[0] for r in reader.fetch("SELECT DISTINCT indicator FROM residuals ORDER BY 1").rows]
         if not known:
             raise TierpoolError("the residuals table is empty: load tier-3 measurements and rebuild")
         wanted = list(indicators) if indicators else known
@@ -75,15 +80,14 @@ def load_inputs(db_path: Path, indicators: list[str] | None = None) -> Compariso
             FROM residuals AS r
             JOIN request_folds AS f ON f.request_id = r.request_id
             JOIN models AS m ON m.model_id = r.model_id
-            WHERE r.indicator IN (SELECT unnest(?::VARCHAR[]))"""
+            WHERE r.indicator IN ({', '.join(_literal(i) for i in wanted)})"""
         # var_pop·n is DuckDB's streaming, numerically stable S (as residual_cells_by_quarter)
-        fit_cells = con.execute(
+        fit_cells = reader.frame(
             f"SELECT indicator, {', '.join(KEYS)}, count(*) AS n, avg(residual) AS mean, "
-            f"var_pop(residual) * count(*) AS S FROM ({base}) WHERE fold = 'fit' GROUP BY ALL",
-            [wanted]).df()
-        test_rows = con.execute(f"SELECT * FROM ({base}) WHERE fold = 'test'", [wanted]).df()
+            f"var_pop(residual) * count(*) AS S FROM ({base}) AS b WHERE fold = 'fit' GROUP BY ALL")
+        test_rows = reader.frame(f"SELECT * FROM ({base}) AS b WHERE fold = 'test'")
     finally:
-        con.close()
+        reader.close()
     for fold, frame in (("fit", fit_cells), ("test", test_rows)):
         empty = sorted(set(wanted) - set(frame["indicator"]))
         if empty:
@@ -91,12 +95,13 @@ def load_inputs(db_path: Path, indicators: list[str] | None = None) -> Compariso
     return ComparisonInputs(fit_cells, test_rows)
 
 
-def compare_warehouse(db_path: Path, settings: FitSettings, indicators: list[str] | None = None,
-                      run_id: str | None = None) -> pd.DataFrame:
+def compare_warehouse(reader: Adapter, writer: Adapter, settings: FitSettings,
+                      indicators: list[str] | None = None, run_id: str | None = None) -> pd.DataFrame:
     """Fit both hierarchies per indicator on the fit fold, score them on the test fold, record it.
 
     Args:
-        db_path: The DuckDB warehouse (built by ``tierpool build``).
+        reader: A read-only adapter of the warehouse (built by ``tierpool build``).
+        writer: A read-write adapter of the same warehouse, opened only to write the rows.
         settings: Sampler settings for every fit.
         indicators: Indicators to compare (default: all with residuals).
         run_id: Id of this run; rows of an earlier run with the same id are replaced
@@ -110,7 +115,7 @@ def compare_warehouse(db_path: Path, settings: FitSettings, indicators: list[str
     """
     started = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     run_id = run_id or started.strftime("%Y%m%dT%H%M%SZ")
-    inputs = load_inputs(db_path, indicators)  # the connection is closed again before sampling
+    inputs = load_inputs(reader, indicators)  # the connection is closed again before sampling
     frames = []
     for indicator in sorted(inputs.test_rows["indicator"].unique()):
         fit = inputs.fit_cells[inputs.fit_cells["indicator"] == indicator].drop(columns="indicator")
@@ -124,26 +129,17 @@ def compare_warehouse(db_path: Path, settings: FitSettings, indicators: list[str
     out.insert(0, "run_id", run_id)
     out.insert(1, "run_at", started)
     out["settings"] = json.dumps(sampler, sort_keys=True)
-    write_comparison(db_path, out)
+    write_comparison(writer, out)
     return out
 
 
-def write_comparison(db_path: Path, rows: pd.DataFrame) -> None:
-    """Replace this run's rows of ``hierarchy_comparison`` in one short transaction."""
-    con = engine.connect(Path(db_path), wait_s=30.0)
+def write_comparison(writer: Adapter, rows: pd.DataFrame) -> None:
+    """Replace this run's rows of ``hierarchy_comparison`` (keyed by run_id) in one short write."""
+    writer.open(wait_s=30.0)
     try:
-        con.register("_hierarchy_rows", rows)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} AS SELECT * FROM _hierarchy_rows LIMIT 0")
-            con.execute(f"DELETE FROM {TABLE} WHERE run_id IN (SELECT DISTINCT run_id FROM _hierarchy_rows)")
-            con.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM _hierarchy_rows")
-            con.execute("COMMIT")
-        except Exception as exc:
-            con.execute("ROLLBACK")
-            raise DatabaseError(f"could not write {TABLE}: {exc}") from exc
+        writer.write_frames([FrameOutput(TABLE, rows, (), "append", ("run_id",))])
     finally:
-        con.close()
+        writer.close()
 
 
 def summary_lines(rows: pd.DataFrame) -> list[str]:

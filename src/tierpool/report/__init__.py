@@ -1,8 +1,8 @@
 """``tierpool report``: a self-contained static HTML page about one fit.
 
 Usage:
-    write_report(Path("target/warehouse.duckdb"), Path("target/report/index.html"),
-                 fits_dir=Path("target/fits"))
+    reader = adapter_for(project.target, project.root, read_only=True)
+    write_report(reader, Path("target/report/index.html"), fits_dir=Path("target/fits"))
 
 The page embeds its figures as base64 PNGs, so it can be mailed or archived as one file.
 """
@@ -12,20 +12,24 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tierpool.report.data import ReportData, load_report_data
 from tierpool.report.page import PAGE
 from tierpool.report.sections import history_section, indicator_section
 
+if TYPE_CHECKING:
+    from tierpool.adapters import Adapter
+
 __all__ = ["ReportData", "load_report_data", "render_report", "write_report"]
 
 
-def render_report(data: ReportData, db_path: Path, fits_dir: Path | None = None) -> str:
+def render_report(data: ReportData, db_path: str | Path, fits_dir: Path | None = None) -> str:
     """The report's HTML for already loaded data.
 
     Args:
         data: Tables of the fit to report (see :func:`load_report_data`).
-        db_path: Shown in the header only.
+        db_path: The warehouse, shown in the header only.
         fits_dir: Folder holding ``<fit_id>/<indicator>.nc`` draws for rank plots.
     """
     nav = "".join(f'<a href="#{html.escape(i)}">{html.escape(i)}</a>' for i in data.indicators)
@@ -42,11 +46,11 @@ def render_report(data: ReportData, db_path: Path, fits_dir: Path | None = None)
     )
 
 
-def write_report(db_path: Path, out: Path, fit_id: str | None = None, fits_dir: Path | None = None) -> Path:
+def write_report(reader: Adapter, out: Path, fit_id: str | None = None, fits_dir: Path | None = None) -> Path:
     """Read the warehouse (read-only) and write the HTML report.
 
     Args:
-        db_path: The DuckDB warehouse file.
+        reader: A read-only adapter of the warehouse (closed after reading).
         out: The HTML file to write; parent folders are created.
         fit_id: Fit to report (default: the latest published fit).
         fits_dir: Folder of ArviZ draws, ``<fits_dir>/<fit_id>/<indicator>.nc``.
@@ -57,8 +61,8 @@ def write_report(db_path: Path, out: Path, fit_id: str | None = None, fits_dir: 
     Raises:
         TierpoolError: No warehouse, no fit yet, or an unknown ``fit_id``.
     """
-    data = load_report_data(Path(db_path), fit_id)
-    page = render_report(data, Path(db_path), fits_dir)
+    data = load_report_data(reader, fit_id)
+    page = render_report(data, reader.description, fits_dir)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from tierpool import engine
+from tierpool.adapters import Adapter
 from tierpool.errors import TierpoolError
 
 _POSTERIOR_TABLES = ("posterior_families", "posterior_models", "posterior_region_classes", "posterior_regions")
@@ -44,13 +44,12 @@ class ReportData:
         return frame[frame["indicator"] == indicator].reset_index(drop=True)
 
 
-def _tables(con: Any) -> set[str]:
-    rows = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    return {r[0] for r in rows}
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
 
 
-def _df(con: Any, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-    return con.execute(sql, params or []).df()
+def _df(con: Adapter, sql: str) -> pd.DataFrame:
+    return con.frame(sql)
 
 
 def _choose_fit(con: Any, present: set[str], fit_id: str | None) -> tuple[str, str]:
@@ -76,11 +75,11 @@ def _choose_fit(con: Any, present: set[str], fit_id: str | None) -> tuple[str, s
     return str(row["fit_id"]), str(row["status"])
 
 
-def load_report_data(db_path: Path, fit_id: str | None = None) -> ReportData:
-    """Read the report's tables for one fit from the warehouse (opened read-only).
+def load_report_data(con: Adapter, fit_id: str | None = None) -> ReportData:
+    """Read the report's tables for one fit from the warehouse, then close it.
 
     Args:
-        db_path: The DuckDB warehouse file.
+        con: A read-only adapter of the warehouse.
         fit_id: Fit to report; default the latest published fit (``latest_fit``), or the
             most recent recorded fit when none was published.
 
@@ -90,16 +89,15 @@ def load_report_data(db_path: Path, fit_id: str | None = None) -> ReportData:
     Raises:
         TierpoolError: No warehouse, no fit yet, or an unknown ``fit_id``.
     """
-    con = engine.connect(Path(db_path), read_only=True)
     try:
-        present = _tables(con)
+        present = set(con.relation_kinds())
         chosen, status = _choose_fit(con, present, fit_id)
         missing = [t for t in (*_POSTERIOR_TABLES, "posterior_predictive") if t not in present]
         if missing:
             raise TierpoolError(f"warehouse has fit_runs but not {', '.join(missing)}: rerun `tierpool build`")
         tables: dict[str, pd.DataFrame] = {}
         for name in (*_POSTERIOR_TABLES, "posterior_predictive"):
-            tables[name] = _df(con, f"SELECT * FROM {name} WHERE fit_id = ?", [chosen])
+            tables[name] = _df(con, f"SELECT * FROM {name} WHERE fit_id = {_literal(chosen)}")
         tables["fit_runs"] = _df(con, "SELECT * FROM fit_runs ORDER BY started_at, fit_id, indicator")
         optional = {
             "residual_cells": "SELECT indicator, model_id, family_id, region_id, region_class_id, n, mean, S "

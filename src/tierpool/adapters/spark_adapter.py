@@ -1,0 +1,456 @@
+"""Apache Spark: the distributed engine (``type: spark``), in session or Spark Connect mode.
+
+Models stay in DuckDB SQL; :mod:`tierpool.adapters.spark_dialect` translates them
+with sqlglot and provides what Spark lacks as SQL functions created at connect.
+
+Spark's session catalog has no transactions, so every write is staged: a table is
+built under ``__tierpool_stage_<name>`` and only then swapped in (drop the old
+relation, rename the stage), so a failing query keeps the old relation exactly as it
+was. All outputs of a Python model are staged first and swapped together. Between a
+drop and its rename a concurrent reader can miss the relation for a moment; table
+formats with atomic replace (Delta, Iceberg) would close that gap.
+
+Session mode keeps the catalog in an embedded Derby metastore under the project's
+target/ so every tierpool command sees what the build wrote; Derby admits one process
+at a time, so ``tierpool query`` waits for (or reports) a running build.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from sqlglot import exp
+
+from tierpool.adapters import csv_seed, spark_dialect
+from tierpool.adapters.base import (
+    UNKNOWN,
+    Adapter,
+    FrameOutput,
+    QueryResult,
+    Schema,
+    bad_cast_error,
+    check_output_columns,
+    frame_shape,
+    strip_sql,
+)
+from tierpool.errors import ConfigError, DatabaseError, ModelError, SqlError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tierpool.config import SparkOutput, Target
+    from tierpool.nodes import Column, Node
+
+STAGE_PREFIX = "__tierpool_stage_"
+_TEMP_FUNCTION = re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\s+FUNCTION", re.I)
+_READ_ONLY_KINDS = (exp.Query, exp.Describe, exp.Show)
+_DERBY_LOCKED = ("Another instance of Derby", "XSDB6", "Failed to start database")
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for Spark SQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _friendly(exc: Exception) -> str:
+    """The first meaningful line of a Spark error (without the JVM stack)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:500]
+
+
+def get_session(settings: SparkOutput) -> Any:
+    """The process's SparkSession for these settings (started on first use).
+
+    Static settings (master, warehouse, metastore) only apply when this call starts the
+    session: a process shares one session (a JVM), as Spark itself does.
+
+    Raises:
+        ConfigError: pyspark is not installed.
+        DatabaseError: The session cannot start (no Java, metastore in use, ...).
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError(
+            "the spark target needs pyspark: pip install -e '.[spark]' (and Java 17)"
+        ) from exc
+    try:
+        if settings.method == "connect":
+            builder = SparkSession.builder.remote(settings.url)
+        else:
+            active = SparkSession.getActiveSession()
+            if active is not None:
+                return active
+            metastore = Path(settings.metastore_dir)
+            metastore.mkdir(parents=True, exist_ok=True)
+            builder = (
+                SparkSession.builder.master(settings.master).appName(settings.app_name)
+                .config("spark.sql.warehouse.dir", settings.warehouse_dir)
+                .config("spark.sql.catalogImplementation", "hive")
+                .config("spark.hadoop.javax.jdo.option.ConnectionURL",
+                        f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true")
+                .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore}")
+                .config("spark.ui.enabled", "false")
+                .enableHiveSupport()
+            )
+        # DuckDB's TIMESTAMP is zone-less: the same wall-clock values need a UTC session.
+        builder = builder.config("spark.sql.session.timeZone", "UTC")
+        for key, value in settings.conf.items():
+            builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+        return builder.getOrCreate()
+    except Exception as exc:
+        text = str(exc)
+        if any(marker in text for marker in _DERBY_LOCKED):
+            raise DatabaseError(
+                f"the Spark metastore in {settings.metastore_dir} is in use by another process "
+                "(a running tierpool build or query). Wait for it to finish, then retry."
+            ) from exc
+        raise DatabaseError(f"cannot start Spark ({settings.method}): {_friendly(exc)}") from exc
+
+
+def spark_type(duckdb_type: str) -> str:
+    """A declared (DuckDB) column type in Spark SQL, e.g. VARCHAR -> STRING."""
+    built = exp.DataType.build(duckdb_type, dialect="duckdb")
+    if built.this == exp.DataType.Type.TIMESTAMP:
+        return "TIMESTAMP_NTZ"  # DuckDB's TIMESTAMP has no time zone
+    return built.sql(dialect="spark")
+
+
+class SparkAdapter(Adapter):
+    """A Spark warehouse (``type: spark``): one database (``schema``) of the catalog."""
+
+    type = "spark"
+    dialect = "spark"
+
+    def __init__(self, target: Target, root: Path, read_only: bool = False) -> None:
+        super().__init__(target, root)
+        self.settings: SparkOutput = target.settings
+        self.schema = self.settings.schema_
+        self.read_only = read_only
+        self.spark: Any = None
+
+    @property
+    def description(self) -> str:
+        where = self.settings.url if self.settings.method == "connect" else self.settings.master
+        return f"Spark warehouse {self.schema} ({self.settings.method} {where})"
+
+    @property
+    def state_key(self) -> str:
+        where = self.settings.url if self.settings.method == "connect" else self.settings.warehouse_dir
+        return f"spark:{self.settings.method}:{where}:{self.schema}"
+
+    # -- connection -------------------------------------------------------------------------
+
+    def open(self, wait_s: float = 0.0) -> None:
+        if self.spark is not None:
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                spark = get_session(self.settings)
+                break
+            except DatabaseError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+        if self.read_only:
+            if not any(row[0] == self.schema for row in spark.sql("SHOW DATABASES").collect()):
+                raise DatabaseError(f"no Spark database '{self.schema}': run `tierpool build` first")
+        else:
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote(self.schema)}")
+        spark.sql(f"USE {quote(self.schema)}")
+        if not self.read_only:
+            for statement in spark_dialect.SESSION_SQL:
+                # Persistent (not temporary) functions: Spark refuses permanent views
+                # that reference temporary functions.
+                spark.sql(_TEMP_FUNCTION.sub("CREATE OR REPLACE FUNCTION", statement))
+        self.spark = spark
+
+    def close(self) -> None:
+        # The session is the process's JVM: it stays for the next command in this process.
+        self.spark = None
+
+    def release(self) -> None:
+        """A server engine keeps its session while a Python model runs."""
+
+    def session(self) -> Any:
+        """The open SparkSession."""
+        self.open()
+        return self.spark
+
+    # -- SQL --------------------------------------------------------------------------------
+
+    def translate(self, sql: str, where: str = "<sql>") -> str:
+        return spark_dialect.translate(strip_sql(sql), where, root=self.root)
+
+    def translation_problems(self, sql: str, where: str) -> list[SqlError]:
+        return spark_dialect.translation_problems(strip_sql(sql), where)
+
+    def source_sql(self, expression: str) -> str:
+        select = self.translate(f"SELECT * FROM {expression}", "source expression")
+        return f"({select})"
+
+    def _sql(self, sql: str) -> Any:
+        try:
+            return self.session().sql(sql)
+        except Exception as exc:
+            raise ModelError(_friendly(exc)) from exc
+
+    def execute(self, sql: str) -> None:
+        self._sql(sql)
+
+    def _dataframe(self, sql: str) -> Any:
+        return self._sql(self.translate(sql))
+
+    def fetch(self, sql: str, limit: int | None = None) -> QueryResult:
+        df = self._dataframe(sql)
+        if limit is not None:
+            df = df.limit(int(limit))
+        try:
+            rows = [tuple(row) for row in df.collect()]
+        except Exception as exc:
+            raise ModelError(_friendly(exc)) from exc
+        return QueryResult(list(df.columns), rows)
+
+    def count(self, sql: str) -> int:
+        try:
+            return int(self._dataframe(sql).count())
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(_friendly(exc)) from exc
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A query's rows as pandas, through Arrow."""
+        return self._dataframe(sql).toArrow().to_pandas()
+
+    def query_read_only(self, sql: str) -> QueryResult:
+        try:
+            statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+        except sqlglot.ParseError as exc:
+            raise SqlError(f"cannot parse query: {str(exc).splitlines()[0]}") from exc
+        if len(statements) != 1 or not isinstance(statements[0], _READ_ONLY_KINDS):
+            raise SqlError(
+                "tierpool query is read-only: write one SELECT (or DESCRIBE/SHOW); "
+                "change the warehouse through models and `tierpool build`"
+            )
+        try:
+            return self.fetch(sql)
+        except ModelError as exc:
+            raise SqlError(str(exc)) from exc
+
+    # -- catalog ----------------------------------------------------------------------------
+
+    def relation_kinds(self) -> dict[str, str]:
+        kinds = {}
+        for table in self.session().catalog.listTables(self.schema):
+            if table.isTemporary or table.name.startswith(STAGE_PREFIX):
+                continue
+            kinds[table.name.lower()] = "view" if table.tableType == "VIEW" else "table"
+        return kinds
+
+    def describe(self, relation_sql: str) -> Schema | None:
+        try:
+            df = self.session().sql(f"SELECT * FROM {self.source_sql(relation_sql)} LIMIT 0")
+            return {f.name.lower(): f.dataType.simpleString() for f in df.schema.fields}
+        except (SqlError, DatabaseError, ConfigError):
+            raise
+        except Exception:
+            return None
+
+    def describe_seed(self, path: Path, declared: Schema) -> Schema | None:
+        import duckdb  # noqa: PLC0415 - seeds are read by DuckDB on every engine
+
+        con = duckdb.connect()
+        try:
+            return csv_seed.describe(con, path, declared)
+        finally:
+            con.close()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _kind(self, name: str, existing: str | None) -> str | None:
+        return self.relation_kind(name) if existing == UNKNOWN else existing
+
+    def _drop(self, name: str, kind: str | None) -> None:
+        if kind:
+            self.execute(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+
+    def _stage(self, name: str, select_spark_sql: str) -> str:
+        stage = STAGE_PREFIX + name
+        self.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
+        try:
+            self.execute(f"CREATE TABLE {quote(stage)} USING parquet AS\n{select_spark_sql}")
+        except Exception:
+            self.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
+            raise
+        return stage
+
+    def _swap(self, stage: str, name: str, existing: str | None) -> None:
+        self._drop(name, existing)
+        self.execute(f"ALTER TABLE {quote(stage)} RENAME TO {quote(name)}")
+
+    def create_view(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> None:
+        spark_sql = self.translate(select_sql, name)
+        self._sql(spark_sql).schema  # analyse first: a bad query keeps the old relation
+        kind = self._kind(name, existing)
+        if kind == "table":
+            self._drop(name, kind)
+        self.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS\n{spark_sql}")
+
+    def build_table(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> int:
+        stage = self._stage(name, self.translate(select_sql, name))
+        self._swap(stage, name, self._kind(name, existing))
+        return int(self.session().table(quote(name)).count())
+
+    def append(
+        self, name: str, select_sql: str, unique_key: Sequence[str] = (),
+        existing: str | None = UNKNOWN,
+    ) -> int:
+        kind = self._kind(name, existing)
+        if kind != "table":
+            return self.build_table(name, select_sql, kind)
+        stage, inserted = self._merged_stage(name, self.translate(select_sql, name), unique_key)
+        self._swap(stage, name, "table")
+        return inserted
+
+    def _merged_stage(self, name: str, new_rows_sql: str, unique_key: Sequence[str]) -> tuple[str, int]:
+        """Stage old rows without a key among the new rows, plus the new rows (by name).
+
+        Returns:
+            (the staged table, rows inserted).
+        """
+        new = self._stage(f"{name}__new", new_rows_sql)
+        try:
+            columns = self.session().table(quote(name)).columns
+            cols = ", ".join(quote(c) for c in columns)
+            kept = f"SELECT {cols} FROM {quote(name)} AS o"
+            if unique_key:
+                match = " AND ".join(f"o.{quote(k)} <=> n.{quote(k)}" for k in unique_key)
+                kept += f" LEFT ANTI JOIN {quote(new)} AS n ON {match}"
+            stage = self._stage(name, f"{kept}\nUNION ALL\nSELECT {cols} FROM {quote(new)}")
+            return stage, int(self.session().table(quote(new)).count())
+        finally:
+            self.execute(f"DROP TABLE IF EXISTS {quote(new)}")
+
+    def load_seed(self, seed: Node, existing: str | None = UNKNOWN) -> int:
+        path, shown, declared = csv_seed.locate(seed, self.root)
+        table = csv_seed.read_arrow(path, shown, declared)
+        return self._write_arrow(seed.name, table, self._kind(seed.name, existing))
+
+    def _write_arrow(self, name: str, table: Any, existing: str | None) -> int:
+        stage = STAGE_PREFIX + name
+        self.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
+        df = self._from_arrow(table)
+        try:
+            df.write.format("parquet").saveAsTable(stage)
+        except Exception as exc:
+            self.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
+            raise ModelError(f"{name}: {_friendly(exc)}") from exc
+        self._swap(stage, name, existing)
+        return int(table.num_rows)
+
+    def _from_arrow(self, table: Any) -> Any:
+        return self.session().createDataFrame(table)
+
+    def _staged_output(self, output: FrameOutput, kind: str | None) -> tuple[str | None, int]:
+        """Stage one Python-model output, merged with its old rows for an append.
+
+        Returns:
+            (the staged table, or None when an append output has no row; rows written).
+        """
+        name, columns = output.name, output.columns
+        table = _to_arrow(output.data)
+        got, n_rows = frame_shape(table)
+        if output.materialized == "append" and n_rows == 0:
+            return None, 0
+        if columns:
+            check_output_columns(name, got, columns)
+        view = f"__tierpool_output_{name}"
+        self._from_arrow(table).createOrReplaceTempView(view)
+        try:
+            select = self._cast_select(name, view, got, columns)
+            if output.materialized == "append" and kind == "table":
+                return self._merged_stage(name, select, output.unique_key)
+            return self._stage(name, select), n_rows
+        finally:
+            self.session().catalog.dropTempView(view)
+
+    def _cast_select(self, output: str, view: str, got: list[str], columns: Sequence[Column]) -> str:
+        if not columns:
+            return f"SELECT * FROM {view}"
+        actual = {c.lower(): c for c in got}
+        parts = []
+        for col in columns:
+            ident = quote(actual[col.name.lower()])
+            if not col.type:
+                parts.append(f"{ident} AS {quote(col.name)}")
+                continue
+            target = spark_type(col.type)
+            bad = self.session().sql(
+                f"SELECT CAST({ident} AS STRING) FROM {view} WHERE {ident} IS NOT NULL"
+                f" AND try_cast({ident} AS {target}) IS NULL LIMIT 1"
+            ).collect()
+            if bad:
+                raise bad_cast_error(output, col.name, bad[0][0], col.type)
+            parts.append(f"CAST({ident} AS {target}) AS {quote(col.name)}")
+        return f"SELECT {', '.join(parts)} FROM {view}"
+
+    def _create_empty(self, output: FrameOutput) -> None:
+        if output.columns and all(c.type for c in output.columns):
+            cols = ", ".join(f"{quote(c.name)} {spark_type(c.type or '')}" for c in output.columns)
+            self.execute(f"CREATE TABLE {quote(output.name)} ({cols}) USING parquet")
+
+    def write_frames(
+        self, outputs: Sequence[FrameOutput], existing: dict[str, str | None] | None = None
+    ) -> dict[str, int]:
+        known = existing or {}
+        kinds = {o.name: self._kind(o.name, known.get(o.name, UNKNOWN)) for o in outputs}
+        staged: list[tuple[FrameOutput, str | None, int]] = []
+        try:
+            for output in outputs:  # stage everything first: a failure changes nothing
+                stage, rows = self._staged_output(output, kinds[output.name])
+                staged.append((output, stage, rows))
+        except Exception:
+            for _, stage, _ in staged:
+                if stage:
+                    self.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
+            raise
+        written: dict[str, int] = {}
+        for output, stage, rows in staged:
+            if stage is not None:
+                self._swap(stage, output.name, kinds[output.name])
+            elif kinds[output.name] is None:
+                self._create_empty(output)
+            written[output.name] = rows
+        return written
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def read_arrow(self, relation: str) -> Any:
+        df = self.session().table(quote(relation))
+        rows = int(df.count())
+        if rows > self.settings.python_max_rows:
+            raise ModelError(
+                f"input '{relation}' has {rows:,} rows, more than python_max_rows "
+                f"({self.settings.python_max_rows:,}) of the Spark target: aggregate it in SQL "
+                "first (cells, not rows, travel to Python), or raise python_max_rows in profiles.yml"
+            )
+        return df.toArrow()
+
+    def read_frame(self, relation: str) -> pd.DataFrame:
+        return self.read_arrow(relation).to_pandas()
+
+
+def _to_arrow(data: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    return pa.Table.from_pandas(data, preserve_index=False)
