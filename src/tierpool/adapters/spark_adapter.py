@@ -103,7 +103,7 @@ def get_session(settings: SparkOutput) -> Any:
         builder = builder.config("spark.sql.session.timeZone", "UTC")
         for key, value in settings.conf.items():
             builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
     except Exception as exc:
         text = str(exc)
         if any(marker in text for marker in _DERBY_LOCKED):
@@ -112,6 +112,18 @@ def get_session(settings: SparkOutput) -> Any:
                 "(a running tierpool build or query). Wait for it to finish, then retry."
             ) from exc
         raise DatabaseError(f"cannot start Spark ({settings.method}): {_friendly(exc)}") from exc
+    _quiet(spark, settings)
+    return spark
+
+
+def _quiet(spark: Any, settings: SparkOutput) -> None:
+    """tierpool reports Spark's errors itself, as one line: silence Spark's own logging of them."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+    if settings.method == "session":
+        spark.sparkContext.setLogLevel("ERROR")
 
 
 def spark_type(duckdb_type: str) -> str:
