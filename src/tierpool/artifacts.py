@@ -17,7 +17,7 @@ from tierpool.results import RunResults, unique_id
 
 if TYPE_CHECKING:
     from tierpool.graph import Graph
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
 
 def _now() -> str:

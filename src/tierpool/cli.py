@@ -231,10 +231,8 @@ def compile_cmd(project_dir: Path, target: str | None, debug: bool) -> None:
         tierpool compile --project-dir my_warehouse
     """
     from tierpool import artifacts
-    from tierpool.graph import Graph
-
     project = _load(project_dir, target, force=True)
-    artifacts.write_manifest(project, Graph.from_project(project))
+    artifacts.write_manifest(project, project.graph())
     click.echo(f"ok: {len(project.nodes)} nodes, {len(project.tests)} tests")
 
 
@@ -250,11 +248,10 @@ def ls_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str
 
         tierpool ls --select +priors
     """
-    from tierpool.graph import Graph
     from tierpool.runner import select_names
 
     project = _load(project_dir, target, check=False)
-    graph = Graph.from_project(project)
+    graph = project.graph()
     names = select_names(project, graph, list(select) or None, list(exclude) or None)
     width = max([len(n) for n in names] + [4])
     for name in names:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from tierpool import __version__, constants as c
 
 if TYPE_CHECKING:
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
 CACHE_FILE = "compile_ok.json"
 _FOLDERS = (c.SEEDS_DIR, c.SQL_DIR, c.PYTHON_MODELS_DIR, c.DATA_TESTS_DIR)

@@ -14,7 +14,6 @@ from tierpool.errors import CycleError
 
 if TYPE_CHECKING:
     from tierpool.nodes import Node
-    from tierpool.project import Project
 
 
 class Graph:
@@ -36,14 +35,6 @@ class Graph:
         for name, deps in self._parents.items():
             for dep in deps:
                 self._children[dep].add(name)
-
-    @classmethod
-    def from_project(cls, project: Project) -> Graph:
-        """The graph of a project's nodes (seeds, sources, SQL and Python models).
-
-        Data tests are not part of it: they run after their attached relations.
-        """
-        return cls.from_nodes(project.nodes, project.relation_owner)
 
     @classmethod
     def from_nodes(cls, nodes: Mapping[str, Node], relation_owner: Mapping[str, str]) -> Graph:
@@ -177,8 +168,4 @@ class Graph:
         return None
 
 
-# Selection lives in its own module; re-exported here because callers think of it
-# as a graph operation.
-from tierpool.selection import select_nodes  # noqa: E402
-
-__all__ = ["Graph", "select_nodes"]
+__all__ = ["Graph"]

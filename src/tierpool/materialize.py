@@ -18,7 +18,7 @@ from tierpool.adapters import Adapter, FrameOutput, adapter_for
 from tierpool.context import ModelContext
 from tierpool.errors import ModelError, TierpoolError
 from tierpool.nodes import Node, PythonModel
-from tierpool.project import display_path
+from tierpool.project_model import display_path
 
 if TYPE_CHECKING:
     from tierpool.config import Target

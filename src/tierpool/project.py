@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierpool import constants as c
-from tierpool.config import Target, load_project_config, load_target
+from tierpool.config import load_project_config, load_target
 from tierpool.data_tests import build_generic_tests, generic_test_sql, load_singular_test
 from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolError
 from tierpool.nodes import DataTest, Node, Seed, Source, SqlModel, TestSpec
 from tierpool.project_nodes import apply_properties, check_duplicates
 from tierpool.properties import RelationProps, read_properties
+from tierpool.project_model import Project, display_path, key_of_test
 from tierpool.python_models import PythonModelInfo, read_python_model
+from tierpool.references import structural_problems
 from tierpool.sql import (
     TableRef,
     normalize_name,
@@ -40,79 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from sqlglot import exp
-
-
-@dataclass(frozen=True)
-class Project:
-    """A loaded project: data only (runner, data_tests and fit hold the behaviour).
-
-    Attributes:
-        root: Absolute project dir.
-        target: The resolved connection target.
-        nodes: Seeds, sources, SQL models and Python models, by name.
-        tests: Data tests (generic and singular), by name.
-        relation_owner: Relation name -> name of the node that produces it (a
-            Python model's outputs map to the Python model).
-        vars: ``vars`` of tierpool_project.yml.
-        settings: The whole tierpool_project.yml mapping.
-        parsed: Parsed query of every SQL model (by name) and singular test (by
-            ``key_of_test(name)``), so compile checks reuse it instead of parsing again.
-            A project read from target/project_cache.pkl parses on first access.
-        table_refs: Tables each SQL model / singular test reads, with lines
-            (same keys as ``parsed``).
-        ref_lines: For Python models: relation -> line of its ``ctx.ref``.
-    """
-
-    root: Path
-    target: Target
-    nodes: dict[str, Node]
-    tests: dict[str, DataTest]
-    relation_owner: dict[str, str]
-    vars: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    parsed: Mapping[str, exp.Query] = field(default_factory=dict, repr=False, compare=False)
-    table_refs: dict[str, tuple[TableRef, ...]] = field(default_factory=dict, repr=False)
-    ref_lines: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
-
-    @property
-    def target_dir(self) -> Path:
-        """``<root>/target``: artifacts, the default database, fits."""
-        return self.root / c.TARGET_DIR
-
-    def node_for(self, relation: str) -> Node:
-        """The node that produces a relation (or has that node name).
-
-        Raises:
-            ProjectError: No such relation; the message lists the closest names.
-        """
-        name = normalize_name(relation)
-        if name in self.relation_owner:
-            return self.nodes[self.relation_owner[name]]
-        if name in self.nodes:
-            return self.nodes[name]
-        close = difflib.get_close_matches(name, sorted(self.relation_owner), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ProjectError(f"no node or table named '{relation}'{hint}")
-
-    def display(self, path: Path | None) -> str:
-        """A path as shown in messages: relative to the project dir when inside it."""
-        return display_path(self.root, path)
-
-
-def key_of_test(name: str) -> str:
-    """Key of a singular test in ``Project.parsed`` / ``table_refs`` (tests and
-    nodes live in separate namespaces, so a test may share a model's name)."""
-    return f"test:{name}"
-
-
-def display_path(root: Path, path: Path | None) -> str:
-    """``path`` relative to ``root`` (POSIX separators) when inside it."""
-    if path is None:
-        return "<project>"
-    try:
-        return Path(path).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 @dataclass
@@ -161,8 +90,6 @@ def load_project(project_dir: Path | str = ".", target: str | None = None) -> Pr
         seeds, sql_models, python_infos, sources, props, state.display, state.problems
     )
     tests = _build_tests(specs, state)
-    from tierpool.compile import structural_problems  # compile imports this module
-
     project = Project(
         root=root,
         target=resolved_target,

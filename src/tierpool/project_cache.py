@@ -29,7 +29,7 @@ from tierpool import __version__, compile_cache, constants as c
 if TYPE_CHECKING:
     from sqlglot import exp
 
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
 CACHE_FILE = "project_cache.pkl"
 # Bump when the pickled layout changes, so older pickles are ignored.
@@ -104,7 +104,7 @@ def load(project_dir: Path | str, key: str | None) -> Project | None:
             data = pickle.load(fh)
     except Exception:  # noqa: BLE001 - missing, truncated, corrupt or foreign pickle
         return None
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
     if not isinstance(data, dict) or data.get("key") != key:
         return None
@@ -136,7 +136,7 @@ def save(project: Project, key: str | None) -> None:
 
 
 def _source_text(project: Project, key: str) -> tuple[str, str]:
-    from tierpool.project import key_of_test
+    from tierpool.project_model import key_of_test
 
     owner = project.nodes.get(key)
     if owner is None:

@@ -26,10 +26,11 @@ from tierpool.lock import BuildLock
 from tierpool.materialize import Session, build_node, resolve
 from tierpool.nodes import DataTest, Node
 from tierpool.results import NodeResult, Reporter, RunOptions, RunResults
+from tierpool.selection import select_nodes
 from tierpool.state import UNCHANGED, UP_TO_DATE, BuildState
 
 if TYPE_CHECKING:
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
 __all__ = ["RunOptions", "RunResults", "NodeResult", "build", "run", "seed", "test", "execute"]
 
@@ -45,10 +46,6 @@ def select_names(
     project: Project, graph: Graph, select: list[str] | None, exclude: list[str] | None
 ) -> list[str]:
     """Selected node names in build order (``--select`` / ``--exclude`` syntax)."""
-    try:
-        from tierpool.graph import select_nodes  # type: ignore[attr-defined]
-    except ImportError:
-        from tierpool.selection import select_nodes
     return select_nodes(project, graph, select, exclude)
 
 
@@ -93,7 +90,7 @@ def execute(
     """
     options = options or RunOptions()
     started = time.perf_counter()
-    graph = Graph.from_project(project)
+    graph = project.graph()
     selected = select_names(project, graph, options.select, options.exclude)
     kinds = COMMAND_KINDS[command]
     nodes = [n for n in selected if project.nodes[n].kind in kinds]

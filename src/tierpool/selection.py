@@ -18,7 +18,7 @@ from tierpool.sql import normalize_name
 
 if TYPE_CHECKING:
     from tierpool.graph import Graph
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
 
 def split_selectors(values: Iterable[str] | None) -> list[str]:

@@ -36,7 +36,7 @@ from tierpool import __version__
 from tierpool.nodes import DataTest, Node
 
 if TYPE_CHECKING:
-    from tierpool.project import Project
+    from tierpool.project_model import Project
 
 STATE_FILE = "state.json"
 FORMAT = 1

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tierpool.errors import ConfigError, CycleError
-from tierpool.graph import Graph, select_nodes
+from tierpool.graph import Graph
+from tierpool.selection import select_nodes
 from tierpool.project import Project, load_project
 
 BASIC = Path(__file__).parents[1] / "fixtures" / "projects" / "basic"
@@ -63,7 +64,7 @@ def test_no_cycle() -> None:
 
 
 def test_project_graph_edges(basic: Project) -> None:
-    g = Graph.from_project(basic)
+    g = basic.graph()
     # Python outputs map to the Python model; the CTE named "models" still reads the seed.
     assert g.parents("priors") == ["fit_cells", "model_catalog"]
     assert g.parents("residuals") == ["models", "tier2_estimates", "tier3_measurements"]
@@ -89,15 +90,15 @@ def test_project_graph_edges(basic: Project) -> None:
 )
 def test_select_nodes(basic: Project, select: list[str] | None, exclude: list[str] | None,
                       expected: list[str]) -> None:
-    assert select_nodes(basic, Graph.from_project(basic), select, exclude) == expected
+    assert select_nodes(basic, basic.graph(), select, exclude) == expected
 
 
 def test_select_everything_in_build_order(basic: Project) -> None:
-    g = Graph.from_project(basic)
+    g = basic.graph()
     assert select_nodes(basic, g, None, None) == g.topological_order()
     assert len(g) == len(basic.nodes)
 
 
 def test_unknown_selector_suggests_names(basic: Project) -> None:
     with pytest.raises(ConfigError, match=r"no node or table named 'residual'; did you mean residuals"):
-        select_nodes(basic, Graph.from_project(basic), ["residual+"], None)
+        select_nodes(basic, basic.graph(), ["residual+"], None)
