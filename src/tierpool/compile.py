@@ -17,16 +17,14 @@ of it are skipped: a false "unknown column" is worse than a missed one.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierpool.adapters import Adapter, Schema, adapter_for
 from tierpool.column_check import check_columns
 from tierpool.references import structural_problems
-from tierpool.errors import CompileErrors, CycleError, SqlError, TierpoolError
-from tierpool.nodes import Node, TestSpec
-from tierpool.sql import TableRef
+from tierpool.errors import CompileErrors, SqlError, TierpoolError
+from tierpool.nodes import TestSpec
 
 if TYPE_CHECKING:
     from tierpool.project_model import Project

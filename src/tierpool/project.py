@@ -15,19 +15,18 @@ as written is kept in ``Source.config["raw_expression"]``.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tierpool import constants as c
 from tierpool.config import load_project_config, load_target
 from tierpool.data_tests import build_generic_tests, generic_test_sql, load_singular_test
 from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolError
-from tierpool.nodes import DataTest, Node, Seed, Source, SqlModel, TestSpec
+from tierpool.nodes import DataTest, Seed, Source, SqlModel, TestSpec
+from tierpool.project_model import Project, display_path, key_of_test
 from tierpool.project_nodes import apply_properties, check_duplicates
 from tierpool.properties import RelationProps, read_properties
-from tierpool.project_model import Project, display_path, key_of_test
 from tierpool.python_models import PythonModelInfo, read_python_model
 from tierpool.references import structural_problems
 from tierpool.sql import (
@@ -39,9 +38,11 @@ from tierpool.sql import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from sqlglot import exp
+
+
+# Project is defined in project_model (so loading-time checks can name it); loading is here.
+__all__ = ["Project", "display_path", "key_of_test", "load_project"]
 
 
 @dataclass

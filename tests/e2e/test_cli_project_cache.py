@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import invoke, query
 
 from tierpool import project_cache
-from tierpool.project import Project, key_of_test
+from tierpool.project_model import Project, key_of_test
 
 MODELS_YML = """\
 models:

@@ -15,7 +15,6 @@ own process, Spark in local[2] session mode) on one copy of the demo project, wi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from cli_helpers import copy_fixture
 from conftest import require_spark
 

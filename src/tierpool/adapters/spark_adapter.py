@@ -38,6 +38,7 @@ from tierpool.adapters.base import (
     frame_shape,
     strip_sql,
 )
+from tierpool.adapters.spark_session import friendly_error, get_session, quote
 from tierpool.errors import ConfigError, DatabaseError, ModelError, SqlError
 
 if TYPE_CHECKING:
@@ -49,81 +50,6 @@ if TYPE_CHECKING:
 STAGE_PREFIX = "__tierpool_stage_"
 _TEMP_FUNCTION = re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\s+FUNCTION", re.I)
 _READ_ONLY_KINDS = (exp.Query, exp.Describe, exp.Show)
-_DERBY_LOCKED = ("Another instance of Derby", "XSDB6", "Failed to start database")
-
-
-def quote(name: str) -> str:
-    """Quote an identifier for Spark SQL."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _friendly(exc: Exception) -> str:
-    """The first meaningful line of a Spark error (without the JVM stack)."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:500]
-
-
-def get_session(settings: SparkOutput) -> Any:
-    """The process's SparkSession for these settings (started on first use).
-
-    Static settings (master, warehouse, metastore) only apply when this call starts the
-    session: a process shares one session (a JVM), as Spark itself does.
-
-    Raises:
-        ConfigError: pyspark is not installed.
-        DatabaseError: The session cannot start (no Java, metastore in use, ...).
-    """
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise ConfigError(
-            "the spark target needs pyspark: pip install -e '.[spark]' (and Java 17)"
-        ) from exc
-    try:
-        if settings.method == "connect":
-            builder = SparkSession.builder.remote(settings.url)
-        else:
-            active = SparkSession.getActiveSession()
-            if active is not None:
-                return active
-            metastore = Path(settings.metastore_dir)
-            metastore.mkdir(parents=True, exist_ok=True)
-            builder = (
-                SparkSession.builder.master(settings.master).appName(settings.app_name)
-                .config("spark.sql.warehouse.dir", settings.warehouse_dir)
-                .config("spark.sql.catalogImplementation", "hive")
-                .config("spark.hadoop.javax.jdo.option.ConnectionURL",
-                        f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true")
-                .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore}")
-                .config("spark.ui.enabled", "false")
-                .enableHiveSupport()
-            )
-        # DuckDB's TIMESTAMP is zone-less: the same wall-clock values need a UTC session.
-        builder = builder.config("spark.sql.session.timeZone", "UTC")
-        for key, value in settings.conf.items():
-            builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
-        spark = builder.getOrCreate()
-    except Exception as exc:
-        text = str(exc)
-        if any(marker in text for marker in _DERBY_LOCKED):
-            raise DatabaseError(
-                f"the Spark metastore in {settings.metastore_dir} is in use by another process "
-                "(a running tierpool build or query). Wait for it to finish, then retry."
-            ) from exc
-        raise DatabaseError(f"cannot start Spark ({settings.method}): {_friendly(exc)}") from exc
-    _quiet(spark, settings)
-    return spark
-
-
-def _quiet(spark: Any, settings: SparkOutput) -> None:
-    """tierpool reports Spark's errors itself, as one line: silence Spark's own logging of them."""
-    from pyspark.logger import PySparkLogger
-
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
-        PySparkLogger.getLogger(name).disabled = True
-    if settings.method == "session":
-        spark.sparkContext.setLogLevel("ERROR")
 
 
 def spark_type(duckdb_type: str) -> str:
@@ -212,7 +138,7 @@ class SparkAdapter(Adapter):
         try:
             return self.session().sql(sql)
         except Exception as exc:
-            raise ModelError(_friendly(exc)) from exc
+            raise ModelError(friendly_error(exc)) from exc
 
     def execute(self, sql: str) -> None:
         self._sql(sql)
@@ -227,7 +153,7 @@ class SparkAdapter(Adapter):
         try:
             rows = [tuple(row) for row in df.collect()]
         except Exception as exc:
-            raise ModelError(_friendly(exc)) from exc
+            raise ModelError(friendly_error(exc)) from exc
         return QueryResult(list(df.columns), rows)
 
     def count(self, sql: str) -> int:
@@ -236,7 +162,7 @@ class SparkAdapter(Adapter):
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(_friendly(exc)) from exc
+            raise ModelError(friendly_error(exc)) from exc
 
     def frame(self, sql: str) -> pd.DataFrame:
         """A query's rows as pandas, through Arrow."""
@@ -364,7 +290,7 @@ class SparkAdapter(Adapter):
             df.write.format("parquet").saveAsTable(stage)
         except Exception as exc:
             self.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
-            raise ModelError(f"{name}: {_friendly(exc)}") from exc
+            raise ModelError(f"{name}: {friendly_error(exc)}") from exc
         self._swap(stage, name, existing)
         return int(table.num_rows)
 

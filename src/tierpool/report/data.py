@@ -7,7 +7,6 @@ any warehouse built by ``tierpool build`` (or copied elsewhere) can be reported 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
