@@ -107,3 +107,11 @@ def test_query_on_spark_is_read_only(project: Path) -> None:
     result = invoke(project, "query", "drop table families", "--target", "spark")
     assert result.exit_code == 2 and "read-only" in result.output
     assert _rows(project, "spark", "families")
+
+
+def test_compile_checks_columns_against_spark_source_schema(project: Path) -> None:
+    (project / "sql" / "region_typo.sql").write_text("select r.region_idd\nfrom regions as r\n")
+    result = invoke(project, "compile", "--target", "spark")
+    assert result.exit_code == 2
+    assert "sql/region_typo.sql:1: unknown column 'region_idd' in table 'regions'" in result.output
+    assert "did you mean 'region_id'" in result.output

@@ -62,6 +62,7 @@ def get_session(settings: SparkOutput) -> Any:
                         f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true")
                 .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore}")
                 .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")  # tierpool prints its own progress
                 .enableHiveSupport()
             )
         # DuckDB's TIMESTAMP is zone-less: the same wall-clock values need a UTC session.
