@@ -17,6 +17,7 @@ at a time, so ``tierpool query`` waits for (or reports) a running build.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from tierpool.nodes import Column, Node
 
 STAGE_PREFIX = "__tierpool_stage_"
+_FUNCTIONS_PROPERTY = "tierpool.functions"
 _TEMP_FUNCTION = re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\s+FUNCTION", re.I)
 _READ_ONLY_KINDS = (exp.Query, exp.Describe, exp.Show)
 
@@ -103,12 +105,31 @@ class SparkAdapter(Adapter):
         else:
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote(self.schema)}")
         spark.sql(f"USE {quote(self.schema)}")
+        functions = [s for s in spark_dialect.SESSION_SQL if _TEMP_FUNCTION.match(s.strip())]
+        for statement in spark_dialect.SESSION_SQL:
+            if statement not in functions:  # session settings: every connection needs them
+                spark.sql(statement)
         if not self.read_only:
-            for statement in spark_dialect.SESSION_SQL:
-                # Persistent (not temporary) functions: Spark refuses permanent views
-                # that reference temporary functions.
-                spark.sql(_TEMP_FUNCTION.sub("CREATE OR REPLACE FUNCTION", statement))
+            self._create_functions(spark, functions)
         self.spark = spark
+
+    def _create_functions(self, spark: Any, statements: list[str]) -> None:
+        """Create the SQL functions the translation relies on, once per database and version.
+
+        They are persistent (not temporary) functions of the database: Spark refuses
+        permanent views that reference temporary functions. Creating them costs a metastore
+        write each, so a hash of their text is kept as a database property and they are
+        only recreated when it changes.
+        """
+        digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+        rows = spark.sql(f"DESCRIBE DATABASE EXTENDED {quote(self.schema)}").collect()
+        properties = next((str(r[1]) for r in rows if str(r[0]).lower() == "properties"), "")
+        if f"({_FUNCTIONS_PROPERTY},{digest})" in properties:
+            return
+        for statement in statements:
+            spark.sql(_TEMP_FUNCTION.sub("CREATE OR REPLACE FUNCTION", statement, count=1))
+        spark.sql(f"ALTER DATABASE {quote(self.schema)} SET DBPROPERTIES "
+                  f"('{_FUNCTIONS_PROPERTY}' = '{digest}')")
 
     def close(self) -> None:
         # The session is the process's JVM: it stays for the next command in this process.
