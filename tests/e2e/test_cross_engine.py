@@ -2,7 +2,7 @@
 
 `tierpool build` and `tierpool build --target spark` (the demo's own profiles.yml, each in its
 own process, Spark in local[2] session mode) on one copy of the demo project, with 2 chains of
-1,000 draws (the default publication gate applies). Then:
+3,000 draws (the default publication gate applies). Then:
 
 * request_folds and rejected_rows are identical (same requests, folds, fold_u, reasons);
 * residual_cells agree to 1e-9 relative (n exactly);
@@ -29,7 +29,8 @@ from conftest import require_spark
 pytestmark = [pytest.mark.slow, pytest.mark.fit]
 
 REPO = Path(__file__).resolve().parents[2]
-FIT = ["--fit-tune", "1000", "--fit-draws", "1000", "--fit-chains", "2", "--no-progress"]
+# 2 chains of 3,000 draws: enough bulk ESS for the default gate (>= 400; 2 x 1,000 gave 262)
+FIT = ["--fit-tune", "1000", "--fit-draws", "3000", "--fit-chains", "2", "--no-progress"]
 TABLES = ("request_folds", "rejected_rows", "residual_cells", "posterior_families", "posterior_models",
           "posterior_region_classes", "posterior_regions", "fit_runs", "priors", "coverage_release")
 POSTERIORS = {"posterior_families": "family_id", "posterior_models": "model_id",
