@@ -90,7 +90,7 @@ def make_target(spark_root: Path, tmp_path: Path) -> Callable[[str], object]:
     """``make_target("duckdb" | "spark")``: a fresh, empty warehouse of that engine."""
     import uuid
 
-    from tierpool.config import target_from_output
+    from tierpool.core.config import target_from_output
 
     def make(engine: str) -> object:
         if engine == "spark":

@@ -29,7 +29,23 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import cpu_model, phases, run_measured, write_section  # noqa: E402
+from _common import cpu_model, write_section  # noqa: E402
+
+
+def _warehouse_build() -> Any:
+    """benchmarks/warehouse_build/run.py as a module: its measuring helpers are reused here."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "warehouse_build" / "run.py"
+    spec = importlib.util.spec_from_file_location("warehouse_build_run", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_measure = _warehouse_build()
+run_measured, phases = _measure.run_measured, _measure.phases
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -67,6 +83,8 @@ def build(project: Path, target: str, env: dict[str, str], fit_args: list[str]) 
            "--no-progress", *fit_args]
     result = run_measured(cmd, env, log)
     result.update(phases(project))
+    for key in ("series", "_timeline"):
+        result.pop(key, None)
     result["overhead_s"] = round(result["wall_s"] - result["engine_elapsed_s"], 2)
     return result
 

@@ -98,7 +98,6 @@ def run_demo(seed: int) -> None:
 def _baseline_model(kind: str, rows: int, seed: int):
     """The per-row model as the methodology writes it (centred) or non-centred."""
     import pymc as pm
-
     from benchmarks_rows import expand_rows  # type: ignore[import-not-found]
 
     syn = draw_synthetic(seed, rows=rows)

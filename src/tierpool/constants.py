@@ -17,7 +17,7 @@ TARGET_DIR = "target"
 DEFAULT_DB_PATH = "target/warehouse.duckdb"
 MANIFEST_FILE = "manifest.json"
 RUN_RESULTS_FILE = "run_results.json"
-LOCK_FILE = "tierpool.lock"
+LOCK_FILE = "tierpool.core.lock"
 
 MATERIALIZATIONS = ("view", "table", "append")
 DEFAULT_SQL_MATERIALIZATION = "view"

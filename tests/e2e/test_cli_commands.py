@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 from cli_helpers import copy_fixture, invoke
+from click.testing import CliRunner
 
 from tierpool.cli import cli
 
@@ -75,7 +75,7 @@ def test_unknown_selector_exits_2(built):
 
 
 def test_unexpected_error_is_one_line_with_debug_hint(built, monkeypatch):
-    from tierpool import runner
+    from tierpool.core import runner
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")

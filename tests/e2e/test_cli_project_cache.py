@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import invoke, query
 
-from tierpool import project_cache
-from tierpool.project_model import Project, key_of_test
+from tierpool.core import project_cache
+from tierpool.core.project_model import Project, key_of_test
 
 MODELS_YML = """\
 models:
@@ -64,7 +64,7 @@ def test_second_command_reuses_the_cached_project(project: Path) -> None:
     # The parsed queries were not pickled but are parsed again on demand.
     assert hit.parsed["doubled"].sql(dialect="duckdb") == "SELECT id, x * 2 AS v FROM base"
     assert "from doubled" in hit.parsed[key_of_test("no_negative")].sql(dialect="duckdb").lower()
-    from tierpool.compile import check_project
+    from tierpool.core.compile import check_project
 
     check_project(hit)  # compile checks work from the lazily parsed queries
     build(project)

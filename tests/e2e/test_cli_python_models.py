@@ -110,4 +110,4 @@ def test_database_released_during_python_model_and_build_lock(project, tmp_path)
     assert build.returncode == 0, out
     assert "Done. PASS=" in out
     assert query(project, "select count(*) from big_models") == [(4,)]
-    assert not (project / "target" / "tierpool.lock").exists()
+    assert not (project / "target" / "tierpool.core.lock").exists()

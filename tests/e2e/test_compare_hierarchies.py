@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from click.testing import CliRunner
 from cli_helpers import invoke, query
+from click.testing import CliRunner
 
 from tierpool.cli import cli
 

@@ -40,7 +40,7 @@ EXPORT = """
 import sys
 from pathlib import Path
 from tierpool.adapters import adapter_for
-from tierpool.config import load_target
+from tierpool.core.config import load_target
 root, target, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 out.mkdir(parents=True, exist_ok=True)
 reader = adapter_for(load_target(root, target), root, read_only=True)

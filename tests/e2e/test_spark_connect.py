@@ -20,9 +20,9 @@ from conftest import require_spark
 SCRIPT = """
 import sys
 from pathlib import Path
-from tierpool import runner
+from tierpool.core import runner
 from tierpool.adapters import adapter_for
-from tierpool.project import load_project
+from tierpool.core.project import load_project
 root = Path(sys.argv[1])
 project = load_project(root, "connect")
 results = runner.build(project)

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 
 from tierpool.adapters import FrameOutput, adapter_for
+from tierpool.core.nodes import Column, Seed
 from tierpool.errors import ModelError, SqlError
-from tierpool.nodes import Column, Seed
 
 ENGINES = ["duckdb", "spark"]
 

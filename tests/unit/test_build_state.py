@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tierpool.state import file_inputs, is_volatile_sql
+from tierpool.core.state import file_inputs, is_volatile_sql
 
 
 def test_volatile_functions_outside_literals_and_comments():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from tierpool.column_check import check_columns
-from tierpool.compile import check_project, relation_schemas
+from tierpool.core.column_check import check_columns
+from tierpool.core.compile import check_project, relation_schemas
+from tierpool.core.project import load_project
 from tierpool.errors import CompileErrors, CycleError
-from tierpool.project import load_project
 
 BASIC = Path(__file__).parents[1] / "fixtures" / "projects" / "basic"
 Factory = Callable[..., Path]

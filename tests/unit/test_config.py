@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tierpool.config import load_project_config, load_target
+from tierpool.core.config import load_project_config, load_target
 from tierpool.errors import ConfigError
 
 PROFILES = """

@@ -1,6 +1,6 @@
 """The conformal calibration SQL (sql/conformal/) run directly in in-memory DuckDB.
 
-Two kinds of input: generated warehouses (tierpool.synth) whose ``priors`` are built
+Two kinds of input: generated warehouses (tierpool.calibration.synth) whose ``priors`` are built
 by hand from the known truth (so the fit is not needed), and small hand-made tables
 where the exact answer is computed here with numpy/scipy.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import _warehouse_sql as w
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-import _warehouse_sql as w
-from tierpool import synth
+from tierpool.calibration import synth
 
 REPO = Path(__file__).resolve().parents[2]
 CONFORMAL = REPO / "sql" / "conformal"

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tierpool import nodes
-from tierpool.data_tests import (
+from tierpool.core import nodes
+from tierpool.core.data_tests import (
     build_generic_tests,
     canonical_kind,
     check_test_args,

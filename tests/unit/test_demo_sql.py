@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 
+import _warehouse_sql as w
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-import _warehouse_sql as w
-from tierpool import synth
+from tierpool.calibration import synth
 
 Z90 = 1.6448536269514722
 

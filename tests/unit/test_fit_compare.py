@@ -16,7 +16,12 @@ from scipy.stats import norm
 
 from tierpool.errors import FitError
 from tierpool.fit import FitSettings, default_spec, three_level_spec
-from tierpool.fit.compare import COLUMNS, cell_log_density, cells_from_rows, compare_hierarchies
+from tierpool.fit.compare import (
+    COLUMNS,
+    cell_log_density,
+    cells_from_rows,
+    compare_hierarchies,
+)
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")

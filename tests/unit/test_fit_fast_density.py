@@ -14,7 +14,14 @@ import pytest
 
 from tierpool.fit import fast_density
 from tierpool.fit.build import build_model
-from tierpool.fit.spec import FitSpec, Side, default_spec, eight_schools_spec, three_level_spec, validate_cells
+from tierpool.fit.spec import (
+    FitSpec,
+    Side,
+    default_spec,
+    eight_schools_spec,
+    three_level_spec,
+    validate_cells,
+)
 from tierpool.fit.structure import build_structure
 from tierpool.fit.synthetic import draw_synthetic
 

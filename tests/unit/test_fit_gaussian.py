@@ -10,7 +10,14 @@ import pytest
 from scipy import integrate, stats
 
 from tierpool.fit.gaussian import draw_locations, marginal_loglik_np
-from tierpool.fit.spec import FitSpec, Level, Side, default_spec, three_level_spec, validate_cells
+from tierpool.fit.spec import (
+    FitSpec,
+    Level,
+    Side,
+    default_spec,
+    three_level_spec,
+    validate_cells,
+)
 from tierpool.fit.structure import build_structure
 from tierpool.fit.synthetic import draw_synthetic
 

@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
-from tierpool.fit import FitSettings, default_spec, draw_synthetic, eight_schools_spec, fit_hierarchical
+from tierpool.fit import (
+    FitSettings,
+    default_spec,
+    draw_synthetic,
+    eight_schools_spec,
+    fit_hierarchical,
+)
 from tierpool.fit.gate import GateThresholds, evaluate_gate
 
 pytestmark = [pytest.mark.fit, pytest.mark.slow]

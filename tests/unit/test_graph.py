@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tierpool.core.graph import Graph
+from tierpool.core.project import Project, load_project
+from tierpool.core.selection import select_nodes
 from tierpool.errors import ConfigError, CycleError
-from tierpool.graph import Graph
-from tierpool.selection import select_nodes
-from tierpool.project import Project, load_project
 
 BASIC = Path(__file__).parents[1] / "fixtures" / "projects" / "basic"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tierpool.core.nodes import PythonModel, Seed, Source, SqlModel
+from tierpool.core.project import Project, load_project, resolve_source_paths
 from tierpool.errors import CompileErrors, ConfigError
-from tierpool.nodes import PythonModel, Seed, Source, SqlModel
-from tierpool.project import Project, load_project, resolve_source_paths
 
 BASIC = Path(__file__).parents[1] / "fixtures" / "projects" / "basic"
 Factory = Callable[..., Path]

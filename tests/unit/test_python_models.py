@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tierpool.core.python_models import read_python_model
 from tierpool.errors import ProjectError
-from tierpool.python_models import read_python_model
 
 
 def write(tmp_path: Path, text: str, name: str = "fit.py") -> Path:

@@ -145,7 +145,7 @@ def test_module_is_pure_sqlglot():
 
 @pytest.fixture(scope="module")
 def project():
-    from tierpool.project import load_project
+    from tierpool.core.project import load_project
 
     return load_project(REPO)
 

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 import sqlglot
 
+from tierpool.core.sql import (
+    column_lines,
+    parse_select,
+    referenced_tables,
+    statement_text,
+)
 from tierpool.errors import SqlError
-from tierpool.sql import column_lines, parse_select, referenced_tables, statement_text
 
 PAIRS = Path(__file__).parents[1] / "fixtures" / "sql" / "dependencies.sql"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tierpool import synth
+from tierpool.calibration import synth
 from tierpool.errors import ConfigError
 
 

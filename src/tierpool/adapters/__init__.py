@@ -10,10 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierpool.adapters.base import UNKNOWN, Adapter, FrameOutput, QueryResult, Schema, strip_sql
+from tierpool.adapters.base import (
+    UNKNOWN,
+    Adapter,
+    FrameOutput,
+    QueryResult,
+    Schema,
+    strip_sql,
+)
 
 if TYPE_CHECKING:
-    from tierpool.config import Target
+    from tierpool.core.config import Target
 
 __all__ = ["UNKNOWN", "Adapter", "FrameOutput", "QueryResult", "Schema", "adapter_for", "strip_sql"]
 

@@ -25,8 +25,8 @@ from tierpool.errors import ModelError, SqlError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tierpool.config import Target
-    from tierpool.nodes import Column, Node
+    from tierpool.core.config import Target
+    from tierpool.core.nodes import Column, Node
 
 Schema = dict[str, str]  # column (lower case) -> type name
 UNKNOWN = "?"  # ``existing`` argument: look the relation's current kind up

@@ -21,7 +21,7 @@ import duckdb
 from tierpool.errors import ModelError
 
 if TYPE_CHECKING:
-    from tierpool.nodes import Node
+    from tierpool.core.nodes import Node
 
 REJECTS = "__tierpool_rejects"
 _SCANS = "__tierpool_reject_scans"

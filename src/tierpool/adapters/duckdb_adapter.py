@@ -35,8 +35,8 @@ from tierpool.errors import DatabaseError, ModelError, SqlError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tierpool.config import Target
-    from tierpool.nodes import Column, Node
+    from tierpool.core.config import Target
+    from tierpool.core.nodes import Column, Node
 
 Connection = duckdb.DuckDBPyConnection
 

@@ -45,8 +45,8 @@ from tierpool.errors import ConfigError, DatabaseError, ModelError, SqlError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tierpool.config import SparkOutput, Target
-    from tierpool.nodes import Column, Node
+    from tierpool.core.config import SparkOutput, Target
+    from tierpool.core.nodes import Column, Node
 
 STAGE_PREFIX = "__tierpool_stage_"
 _FUNCTIONS_PROPERTY = "tierpool.functions"

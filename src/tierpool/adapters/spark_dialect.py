@@ -25,8 +25,8 @@ from tierpool.adapters.spark_functions import SESSION_SQL
 from tierpool.adapters.spark_lists import ListRewrites
 from tierpool.adapters.spark_rewrites import Plan, line_of, name_of
 from tierpool.adapters.spark_types import SchemaSource, TypeOracle
+from tierpool.core.sql import parse_select
 from tierpool.errors import SqlError
-from tierpool.sql import parse_select
 
 __all__ = ["SESSION_SQL", "translate", "translate_source", "translation_problems"]
 

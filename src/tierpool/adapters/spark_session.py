@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tierpool.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
-    from tierpool.config import SparkOutput
+    from tierpool.core.config import SparkOutput
 
 _DERBY_LOCKED = ("Another instance of Derby", "XSDB6", "Failed to start database")
 

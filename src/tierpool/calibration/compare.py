@@ -144,7 +144,7 @@ def write_comparison(writer: Adapter, rows: pd.DataFrame) -> None:
 
 def summary_lines(rows: pd.DataFrame) -> list[str]:
     """The terminal view: one table per run, then the verdict and any Pareto-k warning."""
-    from tierpool.console import render_table
+    from tierpool.cli.console import render_table
 
     cols = ["indicator", "hierarchy", "elpd_test", "elpd_test_se", "elpd_diff", "elpd_diff_se", "loo_elpd",
             "loo_se", "p_loo", "n_pareto_k_high", "coverage_90", "mean_width", "n_test_rows", "n_test_cells",

@@ -8,7 +8,12 @@ Public API: :func:`fit_hierarchical`, :func:`fit_indicators`, :class:`FitSetting
 
 from __future__ import annotations
 
-from tierpool.fit.api import FitResult, fit_hierarchical, fit_indicators, package_versions
+from tierpool.fit.api import (
+    FitResult,
+    fit_hierarchical,
+    fit_indicators,
+    package_versions,
+)
 from tierpool.fit.gate import GateThresholds, GateVerdict, evaluate_gate
 from tierpool.fit.sample import FitSettings, clear_compile_cache
 from tierpool.fit.spec import (

@@ -25,7 +25,13 @@ import numpy as np
 from numba import njit
 
 from tierpool.fit.gaussian import _constrained, constant_arrays
-from tierpool.fit.numba_linalg import FASTMATH, backward, cholesky, forward, lower_inverse
+from tierpool.fit.numba_linalg import (
+    FASTMATH,
+    backward,
+    cholesky,
+    forward,
+    lower_inverse,
+)
 from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.structure import Structure
 

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from tierpool.fit.gaussian import draw_locations
-from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.build import theta_from_posterior
 from tierpool.fit.diagnostics import DIAGNOSTICS, summarise
+from tierpool.fit.gaussian import draw_locations
 from tierpool.fit.predictive import row_quantiles
+from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.structure import Structure
 
 _STAT_COLS = ["mean", "sd", "q05", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"]

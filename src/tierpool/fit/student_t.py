@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from tierpool.errors import FitError
-from tierpool.fit.gaussian import _constrained, _numpy_ops, _pytensor_ops, assemble, constant_arrays
+from tierpool.fit.gaussian import (
+    _constrained,
+    _numpy_ops,
+    _pytensor_ops,
+    assemble,
+    constant_arrays,
+)
 from tierpool.fit.structure import Structure, _reduce_cells
 
 _COMPILED: dict[tuple, Any] = {}

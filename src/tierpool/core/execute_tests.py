@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from tierpool.adapters import Adapter
-from tierpool.nodes import DataTest
-from tierpool.results import NodeResult
+from tierpool.core.nodes import DataTest
+from tierpool.core.results import NodeResult
 
 MAX_EXAMPLES = 5
 

@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from tierpool import constants as c
+from tierpool.core.nodes import (
+    Node,
+    OutputSpec,
+    PythonModel,
+    Seed,
+    Source,
+    SqlModel,
+    TestSpec,
+)
+from tierpool.core.properties import RelationProps
+from tierpool.core.python_models import PythonModelInfo
 from tierpool.errors import ProjectError, TierpoolError
-from tierpool.nodes import Node, OutputSpec, PythonModel, Seed, Source, SqlModel, TestSpec
-from tierpool.properties import RelationProps
-from tierpool.python_models import PythonModelInfo
 
 Display = Callable[[Path | None], str]
 PythonInfos = list[tuple[PythonModelInfo, Path]]

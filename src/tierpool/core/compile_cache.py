@@ -17,10 +17,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierpool import __version__, constants as c
+from tierpool import __version__
+from tierpool import constants as c
 
 if TYPE_CHECKING:
-    from tierpool.project_model import Project
+    from tierpool.core.project_model import Project
 
 CACHE_FILE = "compile_ok.json"
 _FOLDERS = (c.SEEDS_DIR, c.SQL_DIR, c.PYTHON_MODELS_DIR, c.DATA_TESTS_DIR)

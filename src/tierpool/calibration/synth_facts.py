@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from tierpool import synth_catalogue as cat
-from tierpool.synth_truth import IndicatorTruth
+from tierpool.calibration import synth_catalogue as cat
+from tierpool.calibration.synth_truth import IndicatorTruth
 
 CHUNK_REQUESTS = 500_000
 START = np.datetime64("2026-01-01T00:00:00", "us")

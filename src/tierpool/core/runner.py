@@ -2,13 +2,13 @@
 
 It returns result objects and keeps going: a failed node (or a failed
 error-severity test) marks its descendants as skipped, naming the cause, while
-independent branches still build. A writing command holds target/tierpool.lock
+independent branches still build. A writing command holds target/tierpool.core.lock
 for its whole duration.
 
 Library API (the CLI is a thin layer over it)::
 
-    from tierpool.project import load_project
-    from tierpool import runner
+    from tierpool.core.project import load_project
+    from tierpool.core import runner
     results = runner.build(load_project("."), runner.RunOptions(select=["residuals+"]))
 """
 
@@ -19,18 +19,19 @@ import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from tierpool import artifacts, constants as c
+from tierpool import constants as c
+from tierpool.core import artifacts
+from tierpool.core.graph import Graph
+from tierpool.core.lock import BuildLock
+from tierpool.core.materialize import Session, build_node, resolve
+from tierpool.core.nodes import DataTest, Node
+from tierpool.core.results import NodeResult, Reporter, RunOptions, RunResults
+from tierpool.core.selection import select_nodes
+from tierpool.core.state import UNCHANGED, UP_TO_DATE, BuildState
 from tierpool.errors import TierpoolError
-from tierpool.graph import Graph
-from tierpool.lock import BuildLock
-from tierpool.materialize import Session, build_node, resolve
-from tierpool.nodes import DataTest, Node
-from tierpool.results import NodeResult, Reporter, RunOptions, RunResults
-from tierpool.selection import select_nodes
-from tierpool.state import UNCHANGED, UP_TO_DATE, BuildState
 
 if TYPE_CHECKING:
-    from tierpool.project_model import Project
+    from tierpool.core.project_model import Project
 
 __all__ = ["RunOptions", "RunResults", "NodeResult", "build", "run", "seed", "test", "execute"]
 
@@ -230,7 +231,7 @@ class _Run:
             self.blocked.setdefault(child, reason)
 
     def _run_test(self, test: DataTest, required: set[str]) -> None:
-        from tierpool.execute_tests import run_data_test
+        from tierpool.core.execute_tests import run_data_test
 
         self.index += 1
         failed = sorted(n for n in required if self.status.get(n) != "success")

@@ -90,22 +90,22 @@ def _load(project_dir: Path, target: str | None, check: bool = True, force: bool
     The project comes from target/project_cache.pkl when no project file changed
     (``force`` always loads); commands that check also refresh that cache.
     """
-    from tierpool import project_cache
+    from tierpool.core import project_cache
 
     key = project_cache.cache_key(project_dir, target)
     project = None if force else project_cache.load(project_dir, key)
     if project is None:
-        from tierpool.project import load_project
+        from tierpool.core.project import load_project
 
         project = load_project(project_dir, target)
         if check:
             project_cache.save(project, key)
     if check:
-        from tierpool import compile_cache
+        from tierpool.core import compile_cache
 
         key = compile_cache.fingerprint(project)
         if force or not compile_cache.is_fresh(project, key):
-            from tierpool.compile import check_project
+            from tierpool.core.compile import check_project
 
             check_project(project)
             compile_cache.remember(project, key)
@@ -128,8 +128,8 @@ def _parse_vars(text: str | None) -> dict[str, Any]:
 
 def _execute(command: str, project_dir: Path, target: str | None, debug: bool,
              select: tuple[str, ...], exclude: tuple[str, ...], **run: Any) -> None:
-    from tierpool import runner
-    from tierpool.console import ConsoleReporter
+    from tierpool.cli.console import ConsoleReporter
+    from tierpool.core import runner
 
     project = _load(project_dir, target)
     fit_options = {k: run.get(k) for k in ("fit_tune", "fit_draws", "fit_chains", "fit_id")}
@@ -230,7 +230,7 @@ def compile_cmd(project_dir: Path, target: str | None, debug: bool) -> None:
 
         tierpool compile --project-dir my_warehouse
     """
-    from tierpool import artifacts
+    from tierpool.core import artifacts
     project = _load(project_dir, target, force=True)
     artifacts.write_manifest(project, project.graph())
     click.echo(f"ok: {len(project.nodes)} nodes, {len(project.tests)} tests")
@@ -248,7 +248,7 @@ def ls_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str
 
         tierpool ls --select +priors
     """
-    from tierpool.runner import select_names
+    from tierpool.core.runner import select_names
 
     project = _load(project_dir, target, check=False)
     graph = project.graph()
@@ -265,7 +265,7 @@ def ls_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str
 def _reader(project_dir: Path, target: str | None) -> Any:
     """A read-only adapter of the project's target (no project loading needed)."""
     from tierpool.adapters import adapter_for
-    from tierpool.config import load_target
+    from tierpool.core.config import load_target
 
     root = Path(project_dir).resolve()
     return adapter_for(load_target(root, target), root, read_only=True)
@@ -296,7 +296,7 @@ def query(sql: str, fmt: str, project_dir: Path, target: str | None, debug: bool
 
         tierpool query "select model_id, bias_mean from priors limit 5" --format csv
     """
-    from tierpool.console import render
+    from tierpool.cli.console import render
 
     columns, rows = _fetch(_reader(project_dir, target), sql)
     if columns:
@@ -315,7 +315,7 @@ def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bo
 
         tierpool show priors --limit 20
     """
-    from tierpool.console import render_table
+    from tierpool.cli.console import render_table
 
     project = _load(project_dir, target, check=False)
     name = node.lower()
@@ -409,7 +409,7 @@ def synth(rows: int | None, seed_: int, out: Path | None, heavy_tail: tuple[str,
         tierpool synth --rows 100000 --seed 1 --out synth_project
     """
     try:
-        from tierpool.synth import synth_cli
+        from tierpool.calibration.synth import synth_cli
     except ImportError as exc:
         raise ConfigError(f"tierpool synth is not available in this installation ({exc})") from exc
     synth_cli(out=out, rows=rows, seed=seed_, heavy_tail=tuple(heavy_tail))

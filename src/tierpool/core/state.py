@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierpool import __version__
-from tierpool.nodes import DataTest, Node
+from tierpool.core.nodes import DataTest, Node
 
 if TYPE_CHECKING:
-    from tierpool.project_model import Project
+    from tierpool.core.project_model import Project
 
 STATE_FILE = "state.json"
 FORMAT = 1

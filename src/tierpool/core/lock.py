@@ -1,4 +1,4 @@
-"""The build lock: target/tierpool.lock holds the pid of the command writing the warehouse.
+"""The build lock: target/tierpool.core.lock holds the pid of the command writing the warehouse.
 
 DuckDB's own file lock is released while a Python model runs (so other processes
 can read the warehouse during a long fit); this lock keeps a second build out for
@@ -38,7 +38,7 @@ class BuildLock:
     """Exclusive lock file for a writing command; use as a context manager.
 
     Args:
-        lock_path: The lock file (target/tierpool.lock).
+        lock_path: The lock file (target/tierpool.core.lock).
         warehouse: The warehouse as named in the error message (``Adapter.description``).
         command: What holds the lock, e.g. "tierpool build".
     """

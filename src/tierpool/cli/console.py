@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from tierpool.results import NodeResult, Reporter, RunResults
+from tierpool.core.results import NodeResult, Reporter, RunResults
 
 LINE_WIDTH = 64
 _STATUS = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from tierpool.synth_facts import TIER2_SCHEMA, TIER3_SCHEMA
+from tierpool.calibration.synth_facts import TIER2_SCHEMA, TIER3_SCHEMA
 
 UNKNOWN_MODEL = "gpt-7-omega"
 UNKNOWN_REGION = "moon-base-1"

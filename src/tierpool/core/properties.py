@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from tierpool.data_tests import canonical_kind, check_test_args
+from tierpool.core.data_tests import canonical_kind, check_test_args
+from tierpool.core.nodes import Column, TestSpec
+from tierpool.core.sql import normalize_name
 from tierpool.errors import ProjectError, TierpoolError
-from tierpool.nodes import Column, TestSpec
-from tierpool.sql import normalize_name
 
 SECTIONS = ("models", "seeds", "sources")
 _IGNORED_SECTIONS = ("version", "macros", "exposures", "metrics", "semantic_models")

@@ -20,22 +20,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierpool import constants as c
-from tierpool.config import load_project_config, load_target
-from tierpool.data_tests import build_generic_tests, generic_test_sql, load_singular_test
-from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolError
-from tierpool.nodes import DataTest, Seed, Source, SqlModel, TestSpec
-from tierpool.project_model import Project, display_path, key_of_test
-from tierpool.project_nodes import apply_properties, check_duplicates
-from tierpool.properties import RelationProps, read_properties
-from tierpool.python_models import PythonModelInfo, read_python_model
-from tierpool.references import structural_problems
-from tierpool.sql import (
+from tierpool.core.config import load_project_config, load_target
+from tierpool.core.data_tests import (
+    build_generic_tests,
+    generic_test_sql,
+    load_singular_test,
+)
+from tierpool.core.nodes import DataTest, Seed, Source, SqlModel, TestSpec
+from tierpool.core.project_model import Project, display_path, key_of_test
+from tierpool.core.project_nodes import apply_properties, check_duplicates
+from tierpool.core.properties import RelationProps, read_properties
+from tierpool.core.python_models import PythonModelInfo, read_python_model
+from tierpool.core.references import structural_problems
+from tierpool.core.sql import (
     TableRef,
     normalize_name,
     parse_select,
     referenced_tables,
     statement_text,
 )
+from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolError
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -64,7 +68,7 @@ def load_project(project_dir: Path | str = ".", target: str | None = None) -> Pr
 
     Args:
         project_dir: The project folder.
-        target: Target name (``--target``); see :func:`tierpool.config.load_target`.
+        target: Target name (``--target``); see :func:`tierpool.core.config.load_target`.
 
     Returns:
         The immutable Project.

@@ -22,66 +22,66 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tierpool import constants as c
 from tierpool.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    from tierpool.core.profile_schema import DuckDBOutput, SparkOutput  # noqa: F401 (re-exported)
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_TARGET = "dev"
 SUPPORTED_TYPES = ("duckdb", "spark")
 
 
-class _Output(BaseModel):
-    """Keys shared by every output; unknown keys are errors (a typo must not be ignored)."""
+def __getattr__(name: str) -> Any:
+    # The pydantic output models live in tierpool.core.profile_schema, imported on first use:
+    # importing pydantic costs more than the rest of a small build's startup (see there).
+    if name in ("DuckDBOutput", "SparkOutput"):
+        from tierpool.core import profile_schema
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    # DuckDB: its worker threads (default: DuckDB's own, all cores). Spark: unused (the
-    # cluster's executors decide).
-    threads: int | None = Field(None, ge=1)
+        return getattr(profile_schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class DuckDBOutput(_Output):
-    """``type: duckdb``: a local database file (the embedded default).
+@dataclass(frozen=True)
+class DuckDBSettings:
+    """A validated ``type: duckdb`` output (the fields of ``DuckDBOutput``), paths absolute."""
 
-    ``memory_limit`` (e.g. ``4GB``), ``temp_directory`` (where DuckDB spills when a query
-    exceeds it) and ``threads`` become DuckDB settings of the build's connection.
-    """
-
-    type: Literal["duckdb"] = "duckdb"
+    type: str = "duckdb"
     path: str = c.DEFAULT_DB_PATH
     memory_limit: str | None = None
     temp_directory: str | None = None
+    threads: int | None = None
 
 
-class SparkOutput(_Output):
-    """``type: spark``: a Spark session in this process, or a Spark Connect server.
+_DUCKDB_STR_KEYS = ("memory_limit", "temp_directory")
 
-    ``method: session`` starts (or joins) a SparkSession with ``master`` (``local[*]``,
-    ``spark://…``, ``yarn``, ``k8s://…``); tables live in ``warehouse_dir`` and the
-    catalog in a Derby metastore under ``metastore_dir`` (both relative to the project),
-    so every tierpool command sees what the build wrote. ``method: connect`` reaches a
-    Spark Connect server at ``url`` (``sc://host:15002``; ``local[N]`` starts one here).
-    ``schema`` is the database tierpool writes to; ``conf`` goes to the session builder.
-    A Python model may read at most ``python_max_rows`` rows per input.
+
+def _plain_duckdb(output: dict[str, Any]) -> DuckDBSettings | None:
+    """A DuckDB output that ``DuckDBOutput`` would accept unchanged, without pydantic; else None.
+
+    Only exact types pass (str paths and limits, a plain int ``threads`` >= 1, nulls where
+    the model allows them); anything else (unknown keys, ``threads: "4"``, ``threads: 0``)
+    returns None and goes through ``DuckDBOutput`` for its coercions and error messages.
     """
-
-    type: Literal["spark"]
-    method: Literal["session", "connect"] = "session"
-    master: str = "local[*]"
-    url: str | None = None
-    schema_: str = Field("tierpool", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    warehouse_dir: str = "target/spark-warehouse"
-    metastore_dir: str = "target/spark-metastore"
-    app_name: str = "tierpool"
-    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    python_max_rows: int = Field(5_000_000, ge=1)
+    if any(key not in ("type", "path", "threads", *_DUCKDB_STR_KEYS) for key in output):
+        return None
+    if output.get("type", "duckdb") != "duckdb" or type(output.get("path", "")) is not str:
+        return None
+    if any(output.get(key) is not None and type(output[key]) is not str for key in _DUCKDB_STR_KEYS):
+        return None
+    threads = output.get("threads")
+    if threads is not None and (type(threads) is not int or threads < 1):
+        return None
+    return DuckDBSettings(**output)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Target:
         path: DuckDB: absolute path of the database file. Spark: the absolute warehouse
             directory (used to name the target in messages and build state).
         threads: Worker threads the runner may use.
-        settings: The validated output (DuckDBOutput or SparkOutput), paths resolved.
+        settings: The validated output (DuckDBSettings or SparkOutput), paths resolved.
     """
 
     name: str
@@ -230,15 +230,10 @@ def target_from_output(name: str, output: Any, root: Path, path: Path) -> Target
         raise ConfigError(
             f"{path}: output '{name}' has type '{kind}'; supported: {', '.join(SUPPORTED_TYPES)}"
         )
-    schema = SparkOutput if kind == "spark" else DuckDBOutput
-    try:
-        settings = schema.model_validate(output)
-    except ValidationError as err:
-        raise ConfigError(
-            f"{path}: output '{name}' ({kind}): {_validation_message(err)}. "
-            f"Keys of a {kind} output: {', '.join(sorted(_keys(schema)))}"
-        ) from err
-    if isinstance(settings, SparkOutput):
+    settings: Any = _plain_duckdb(output) if kind == "duckdb" else None
+    if settings is None:
+        settings = _validate(name, kind, output, path)
+    if kind == "spark":
         if settings.method == "connect" and not settings.url:
             raise ConfigError(f"{path}: output '{name}': method 'connect' needs url (e.g. sc://host:15002)")
         settings = settings.model_copy(update={
@@ -246,11 +241,28 @@ def target_from_output(name: str, output: Any, root: Path, path: Path) -> Target
             "metastore_dir": str(_resolve(root, settings.metastore_dir)),
         })
         return Target(name, kind, Path(settings.warehouse_dir), settings.threads or 1, settings)
-    updates = {"path": str(_resolve(root, settings.path))}
-    if settings.temp_directory:
-        updates["temp_directory"] = str(_resolve(root, settings.temp_directory))
-    settings = settings.model_copy(update=updates)
+    if not isinstance(settings, DuckDBSettings):
+        settings = DuckDBSettings(**settings.model_dump())
+    temp = settings.temp_directory
+    settings = replace(settings, path=str(_resolve(root, settings.path)),
+                       temp_directory=str(_resolve(root, temp)) if temp else temp)
     return Target(name, kind, Path(settings.path), settings.threads or 1, settings)
+
+
+def _validate(name: str, kind: str, output: dict[str, Any], path: Path) -> Any:
+    """The output validated by its pydantic model (DuckDBOutput or SparkOutput)."""
+    from pydantic import ValidationError
+
+    from tierpool.core.profile_schema import DuckDBOutput, SparkOutput
+
+    schema: type[BaseModel] = SparkOutput if kind == "spark" else DuckDBOutput
+    try:
+        return schema.model_validate(output)
+    except ValidationError as err:
+        raise ConfigError(
+            f"{path}: output '{name}' ({kind}): {_validation_message(err)}. "
+            f"Keys of a {kind} output: {', '.join(sorted(_keys(schema)))}"
+        ) from err
 
 
 def _keys(schema: type[BaseModel]) -> list[str]:

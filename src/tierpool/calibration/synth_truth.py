@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tierpool import synth_catalogue as cat
+from tierpool.calibration import synth_catalogue as cat
 
 SIGMA_FAMILY_CLIP = (0.1, 0.8)
 SIGMA_MODEL_CLIP = (0.05, 1.0)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierpool import constants as c
-from tierpool.config import Target
+from tierpool.core.config import Target
+from tierpool.core.graph import Graph
+from tierpool.core.nodes import DataTest, Node
+from tierpool.core.sql import TableRef, normalize_name
 from tierpool.errors import ProjectError
-from tierpool.graph import Graph
-from tierpool.nodes import DataTest, Node
-from tierpool.sql import TableRef, normalize_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -13,12 +13,12 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from tierpool.core.sql import normalize_name
 from tierpool.errors import ConfigError
-from tierpool.sql import normalize_name
 
 if TYPE_CHECKING:
-    from tierpool.graph import Graph
-    from tierpool.project_model import Project
+    from tierpool.core.graph import Graph
+    from tierpool.core.project_model import Project
 
 
 def split_selectors(values: Iterable[str] | None) -> list[str]:

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierpool.adapters import Adapter, FrameOutput, adapter_for
-from tierpool.context import ModelContext
+from tierpool.core.context import ModelContext
+from tierpool.core.nodes import Node, PythonModel
+from tierpool.core.project_model import display_path
 from tierpool.errors import ModelError, TierpoolError
-from tierpool.nodes import Node, PythonModel
-from tierpool.project_model import display_path
 
 if TYPE_CHECKING:
-    from tierpool.config import Target
+    from tierpool.core.config import Target
 
 # Seconds a build waits to reopen the warehouse after a Python model, if an
 # ad-hoc reader (tierpool query, DuckDB CLI) opened it meanwhile.

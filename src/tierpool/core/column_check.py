@@ -18,8 +18,8 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
+from tierpool.core.sql import DIALECT, normalize_name
 from tierpool.errors import SqlError
-from tierpool.sql import DIALECT, normalize_name
 
 _UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved|Unknown column: (\S+)")
 _MAX_LISTED = 10

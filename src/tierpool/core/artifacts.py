@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tierpool import __version__, constants as c
-from tierpool.results import RunResults, unique_id
+from tierpool import __version__
+from tierpool import constants as c
+from tierpool.core.results import RunResults, unique_id
 
 if TYPE_CHECKING:
-    from tierpool.graph import Graph
-    from tierpool.project_model import Project
+    from tierpool.core.graph import Graph
+    from tierpool.core.project_model import Project
 
 
 def _now() -> str:

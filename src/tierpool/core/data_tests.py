@@ -31,9 +31,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tierpool.core.nodes import DataTest, Severity, TestSpec
+from tierpool.core.sql import (
+    normalize_name,
+    parse_select,
+    referenced_tables,
+    statement_text,
+)
 from tierpool.errors import ProjectError
-from tierpool.nodes import DataTest, Severity, TestSpec
-from tierpool.sql import normalize_name, parse_select, referenced_tables, statement_text
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -96,7 +101,7 @@ def ident(name: str) -> str:
     >>> ident("estimate"), ident("my col")
     ('estimate', '"my col"')
     """
-    from sqlglot import exp  # lazily: see tierpool.sql
+    from sqlglot import exp  # lazily: see tierpool.core.sql
 
     return exp.to_identifier(name).sql("duckdb", identify=False)
 

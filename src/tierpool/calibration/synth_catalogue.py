@@ -1,7 +1,7 @@
 """The demo catalogue: real-world model families, models, datacentre regions.
 
 These are the reference tables of DESIGN §4 (``families``, ``models``,
-``region_classes``, ``regions``) used by :mod:`tierpool.synth`. Parameter counts
+``region_classes``, ``regions``) used by :mod:`tierpool.calibration.synth`. Parameter counts
 and release dates are the publicly announced ones; where a vendor never disclosed
 a size (``mistral-medium-3``, ``command-a``) the figure is a public estimate and is
 marked as such in the docstring below, not in the data. The numbers only shape the

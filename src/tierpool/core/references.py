@@ -7,12 +7,12 @@ import difflib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from tierpool.core.sql import TableRef
 from tierpool.errors import CycleError, SqlError, TierpoolError
-from tierpool.sql import TableRef
 
 if TYPE_CHECKING:
-    from tierpool.nodes import Node
-    from tierpool.project_model import Project
+    from tierpool.core.nodes import Node
+    from tierpool.core.project_model import Project
 
 
 def _closest(name: str, known: Iterable[str]) -> str:

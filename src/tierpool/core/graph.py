@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from tierpool.errors import CycleError
 
 if TYPE_CHECKING:
-    from tierpool.nodes import Node
+    from tierpool.core.nodes import Node
 
 
 class Graph:

@@ -13,8 +13,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierpool.core.sql import normalize_name
 from tierpool.errors import ProjectError
-from tierpool.sql import normalize_name
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Loading a project parses every SQL file with sqlglot, which (with importing
 sqlglot at all) dominates a small build's start-up. After a load the Project is
 pickled with a key made of: the fingerprint of the project's files (path, size
-and mtime, as in :mod:`tierpool.compile_cache`), the project dir, the tierpool
+and mtime, as in :mod:`tierpool.core.compile_cache`), the project dir, the tierpool
 version, the resolved target and the expanded tierpool_project.yml (so
 ``--target``, ``$TIERPOOL_TARGET`` and every ``${VAR}`` that profiles.yml or
 tierpool_project.yml expand are covered by their results). The next command with
@@ -24,12 +24,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tierpool import __version__, compile_cache, constants as c
+from tierpool import __version__
+from tierpool import constants as c
+from tierpool.core import compile_cache
 
 if TYPE_CHECKING:
     from sqlglot import exp
 
-    from tierpool.project_model import Project
+    from tierpool.core.project_model import Project
 
 CACHE_FILE = "project_cache.pkl"
 # Bump when the pickled layout changes, so older pickles are ignored.
@@ -49,7 +51,7 @@ class LazyQueries(Mapping[str, "exp.Query"]):
 
     def __getitem__(self, key: str) -> exp.Query:
         if key not in self._parsed:
-            from tierpool.sql import parse_select
+            from tierpool.core.sql import parse_select
 
             text, display = self._texts[key]
             self._parsed[key] = parse_select(text, display)
@@ -77,7 +79,7 @@ def cache_key(project_dir: Path | str, target: str | None) -> str | None:
         A hex digest; None when the folder or its configuration cannot be read
         (the normal load then reports the problem).
     """
-    from tierpool.config import load_project_config, load_target
+    from tierpool.core.config import load_project_config, load_target
 
     try:
         root = Path(project_dir).expanduser().resolve()
@@ -104,7 +106,7 @@ def load(project_dir: Path | str, key: str | None) -> Project | None:
             data = pickle.load(fh)
     except Exception:  # noqa: BLE001 - missing, truncated, corrupt or foreign pickle
         return None
-    from tierpool.project_model import Project
+    from tierpool.core.project_model import Project
 
     if not isinstance(data, dict) or data.get("key") != key:
         return None
@@ -136,7 +138,7 @@ def save(project: Project, key: str | None) -> None:
 
 
 def _source_text(project: Project, key: str) -> tuple[str, str]:
-    from tierpool.project_model import key_of_test
+    from tierpool.core.project_model import key_of_test
 
     owner = project.nodes.get(key)
     if owner is None:

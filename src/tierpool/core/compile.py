@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierpool.adapters import Adapter, Schema, adapter_for
-from tierpool.column_check import check_columns
-from tierpool.references import structural_problems
+from tierpool.core.column_check import check_columns
+from tierpool.core.nodes import TestSpec
+from tierpool.core.references import structural_problems
 from tierpool.errors import CompileErrors, SqlError, TierpoolError
-from tierpool.nodes import TestSpec
 
 if TYPE_CHECKING:
-    from tierpool.project_model import Project
+    from tierpool.core.project_model import Project
 
 
 def relation_schemas(project: Project, adapter: Adapter | None = None) -> dict[str, Schema]:
@@ -99,7 +99,7 @@ def _test_column_problems(project: Project, schemas: dict[str, Schema]) -> list[
             continue
         problems += _missing_column(project, name, spec, spec.relation, spec.column, schemas)
         if spec.kind == "relationships":
-            from tierpool.data_tests import relationship_target
+            from tierpool.core.data_tests import relationship_target
 
             target = relationship_target(spec.args["to"])
             field = str(spec.args["field"]).lower()

@@ -1,10 +1,10 @@
 """``tierpool synth``: a synthetic calibration warehouse with a known ground truth.
 
-The truth (:mod:`tierpool.synth_truth`) is drawn from the model of DESIGN §5 over a
-real-world catalogue (:mod:`tierpool.synth_catalogue`); the facts
-(:mod:`tierpool.synth_facts`) are tier-2 estimates for every request and tier-3
+The truth (:mod:`tierpool.calibration.synth_truth`) is drawn from the model of DESIGN §5 over a
+real-world catalogue (:mod:`tierpool.calibration.synth_catalogue`); the facts
+(:mod:`tierpool.calibration.synth_facts`) are tier-2 estimates for every request and tier-3
 measurements ``tier3 = tier2 · exp(−residual)`` for a very unevenly measured
-subset; a handful of bad rows of every kind (:mod:`tierpool.synth_bad`) is added
+subset; a handful of bad rows of every kind (:mod:`tierpool.calibration.synth_bad`) is added
 at the end. Everything is deterministic given ``(rows, seed, heavy_tail_families)``.
 
 Three ways to use it:
@@ -36,11 +36,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tierpool import synth_catalogue as cat
+from tierpool.calibration import synth_catalogue as cat
+from tierpool.calibration.synth_bad import bad_rows
+from tierpool.calibration.synth_facts import build_catalogue, fact_chunks
+from tierpool.calibration.synth_truth import draw_truth, truth_frames
 from tierpool.errors import ConfigError
-from tierpool.synth_bad import bad_rows
-from tierpool.synth_facts import build_catalogue, fact_chunks
-from tierpool.synth_truth import draw_truth, truth_frames
 
 DEFAULT_DEMO_ROWS = 20_000
 DEFAULT_SEED = 7
@@ -61,7 +61,7 @@ class SynthData:
         tier2_estimates, tier3_measurements: the facts, bad rows included (at the end);
             value columns are Arrow-backed floats so NULL and NaN stay distinct.
         truth: ``truth_families``, ``truth_models``, ``truth_region_classes``,
-            ``truth_regions`` (see :func:`tierpool.synth_truth.truth_frames`).
+            ``truth_regions`` (see :func:`tierpool.calibration.synth_truth.truth_frames`).
         expected_rejections: one row per bad input row: source, indicator,
             request_id, reason (what ``rejected_rows`` must contain).
     """
@@ -203,8 +203,8 @@ def default_template_dir() -> Path:
     Raises:
         ConfigError: neither exists (a non-editable install without templates).
     """
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2], here.parent / "templates" / "demo"):
+    package = Path(__file__).resolve().parents[1]  # src/tierpool
+    for candidate in (package.parents[1], package / "templates" / "demo"):
         if (candidate / "sql").is_dir() and (candidate / "profiles.yml").is_file():
             return candidate
     raise ConfigError("cannot find the demo project to copy (no source checkout next to the "
