@@ -11,8 +11,17 @@ ru_maxrss of the build process from os.wait4).
 Goals (issue 4, item 9): 10M rows under 5 minutes on 2 cores with peak memory under 4 GB; a
 reuse rebuild under 5 s at 10M.
 
+DuckDB profile variants: ``--memory-limit none 4GB`` builds the same synth data once per
+variant (``none``: DuckDB's default limit, 80% of RAM), writing ``memory_limit``,
+``temp_directory`` and ``threads`` into the generated project's profiles.yml (dev output);
+the temp directory's size on disk (where DuckDB spills; its default is
+``target/warehouse.duckdb.tmp``) is polled with the RSS and reported as its peak. The
+1-minute load average is sampled during each build (the machine may be shared).
+
 Usage:
     python benchmarks/warehouse_build/run.py [--rows 1000000 10000000] [--write] [--note TEXT]
+        [--memory-limit none 4GB] [--temp-directory target/spill] [--threads N]
+        [--work-dir DIR] [--reuse-synth] [--clean] [--subsection TITLE]
         [--fit-tune N --fit-draws N --fit-chains N]   # smoke runs only; results use the defaults
 """
 
@@ -31,8 +40,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import cpu_model, write_section  # noqa: E402
 from typing import Any
+
+from _common import cpu_model, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -58,18 +68,45 @@ def _tree_rss(root_pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run ``cmd``, return exit code, wall seconds and peak memory (tree RSS and ru_maxrss)."""
-    peak = 0
+def _dir_bytes(path: Path | None) -> int:
+    """Bytes on disk (allocated blocks) of the files under ``path`` (0 when absent)."""
+    total = 0
+    if path is None:
+        return 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log: Path,
+                 temp_dir: Path | None = None) -> dict[str, Any]:
+    """Run ``cmd``, return exit code, wall seconds, peak memory (tree RSS and ru_maxrss), the peak
+    size of ``temp_dir`` (DuckDB's spill directory) and the 1-minute load average seen meanwhile."""
+    peak = peak_temp = 0
+    loads: list[float] = []
+    series: list[tuple[float, int, int]] = []  # (seconds since start, tree RSS, temp bytes), ~5 per second
     with log.open("w") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         done = threading.Event()
 
         def poll() -> None:
-            nonlocal peak
+            nonlocal peak, peak_temp
+            tick, temp = 0, 0
             while not done.is_set():
-                peak = max(peak, _tree_rss(proc.pid))
+                rss = _tree_rss(proc.pid)
+                peak = max(peak, rss)
+                if tick % 4 == 0:  # every 0.2 s: a directory walk
+                    temp = _dir_bytes(temp_dir)
+                    peak_temp = max(peak_temp, temp)
+                    series.append((time.perf_counter() - start, rss, temp))
+                if tick % 20 == 0:
+                    loads.append(os.getloadavg()[0])
+                tick += 1
                 done.wait(0.05)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -84,8 +121,20 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, An
         "wall_s": round(wall, 2),
         "peak_tree_rss_mb": round(peak / 2**20, 1),
         "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
-        "log": str(log.relative_to(ROOT)),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "temp_peak_mb": round(peak_temp / 2**20, 1),
+        "series": series,
+        "load_mean": round(sum(loads) / len(loads), 2) if loads else None,
+        "load_max": round(max(loads), 2) if loads else None,
+        "log": _shown(log),
     }
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def phases(project: Path) -> dict[str, float]:
@@ -106,7 +155,32 @@ def phases(project: Path) -> dict[str, float]:
     out["engine_elapsed_s"] = round(float(data.get("elapsed") or 0.0), 2)
     fit = next((r for r in data["results"] if r["name"] == FIT_NODE), {})
     out["fit_message"] = str(fit.get("message", ""))[:200]
+    slow = sorted(data["results"], key=lambda r: -float(r.get("execution_time") or 0.0))[:6]
+    out["slowest"] = [(r["name"], round(float(r.get("execution_time") or 0.0), 1)) for r in slow]
+    out["_timeline"] = [(r["name"], float(r.get("execution_time") or 0.0)) for r in data["results"]]
     return out
+
+
+def peaks_by_node(build: dict[str, Any], top: int = 5) -> list[tuple[str, float, float]]:
+    """(node, peak tree RSS MB, peak temp MB) of the nodes with the largest RSS peaks.
+
+    run_results.json has durations, not start times: nodes are laid end to end after the
+    startup (wall - sum of durations, nearly all of it before the first node), so the
+    attribution is approximate to about a second.
+    """
+    timeline = build.pop("_timeline", [])
+    series = build.pop("series", [])
+    if not timeline or not series:
+        return []
+    t = build["wall_s"] - sum(d for _, d in timeline) - 0.5  # ~0.5 s of artifacts at the end
+    best: dict[str, tuple[int, int]] = {}
+    for name, dur in timeline:
+        inside = [(rss, temp) for at, rss, temp in series if t <= at <= t + dur]
+        if inside:
+            best[name] = (max(r for r, _ in inside), max(x for _, x in inside))
+        t += dur
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:top]
+    return [(name, round(rss / 2**20), round(temp / 2**20)) for name, (rss, temp) in ranked]
 
 
 def fit_run_stats(project: Path) -> dict[str, Any]:
@@ -131,54 +205,133 @@ def fit_run_stats(project: Path) -> dict[str, Any]:
     return {"fit_runs": json.loads(rows.to_json(orient="records")), "rows": counts}
 
 
-def bench(rows: int, env: dict[str, str], fit_args: list[str], seed: int) -> dict[str, Any]:
-    """Synth, cold build, reuse rebuild for one warehouse size."""
-    project = WORK / f"rows_{rows}"
+def write_profile(project: Path, memory_limit: str | None, temp_directory: str | None,
+                  threads: int | None) -> Path:
+    """Set the DuckDB settings of the project's dev output in profiles.yml; return the spill dir.
+
+    ``memory_limit`` None removes the three keys (DuckDB's defaults: 80% of RAM, spilling to
+    ``<database>.tmp``); ``temp_directory`` and ``threads`` are written only with a limit.
+    """
+    import yaml
+
+    path = project / "profiles.yml"
+    profile = yaml.safe_load(path.read_text())
+    dev = profile["tierpool"]["outputs"]["dev"]
+    for key in ("memory_limit", "temp_directory", "threads"):
+        dev.pop(key, None)
+    if memory_limit:
+        dev["memory_limit"] = memory_limit
+        if temp_directory:
+            dev["temp_directory"] = temp_directory
+    if threads:
+        dev["threads"] = threads
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    db = project / dev.get("path", "target/warehouse.duckdb")
+    spill = dev.get("temp_directory")
+    return project / spill if spill else Path(str(db) + ".tmp")
+
+
+def refresh_code(project: Path) -> None:
+    """Copy the repository's SQL, Python models, singular tests and project vars over a reused
+    synth project (synth copied them when it ran; its data, seeds and sql/_sources.yml stay)."""
+    from tierpool.calibration import synth
+
+    sources = (project / synth.SOURCES_YML).read_text()
+    for rel in ("sql", "python_models", "tests/data"):
+        shutil.rmtree(project / rel, ignore_errors=True)
+        shutil.copytree(ROOT / rel, project / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "tierpool_project.yml", project / "tierpool_project.yml")
+    (project / synth.SOURCES_YML).write_text(sources)
+
+
+def synth_project(rows: int, env: dict[str, str], seed: int, work: Path, reuse: bool) -> tuple[Path, float]:
+    """A synth project of ``rows`` rows (reused with ``reuse`` when made with the same seed)."""
+    project = work / f"rows_{rows}"
+    marker = project / ".benchmark_synth"
+    if reuse and marker.is_file() and json.loads(marker.read_text()) == {"rows": rows, "seed": seed}:
+        print(f"[{rows:,} rows] reusing the synth project {project} (SQL, models, tests refreshed)", flush=True)
+        refresh_code(project)
+        return project, float("nan")
     shutil.rmtree(project, ignore_errors=True)
-    WORK.mkdir(parents=True, exist_ok=True)
-    tierpool = [sys.executable, "-m", "tierpool"]
-    synth = run_measured([*tierpool, "synth", "--rows", str(rows), "--seed", str(seed), "--out", str(project)],
-                         env, WORK / f"synth_{rows}.log")
+    work.mkdir(parents=True, exist_ok=True)
+    synth = run_measured([sys.executable, "-m", "tierpool", "synth", "--rows", str(rows), "--seed", str(seed),
+                          "--out", str(project)], env, work / f"synth_{rows}.log")
     if synth["exit_code"] != 0:
         raise SystemExit(f"synth failed, see {synth['log']}")
+    marker.write_text(json.dumps({"rows": rows, "seed": seed}))
+    return project, synth["wall_s"]
+
+
+def bench(rows: int, env: dict[str, str], fit_args: list[str], seed: int, args: argparse.Namespace,
+          memory_limit: str | None) -> dict[str, Any]:
+    """Cold build and reuse rebuild of one synth warehouse size under one DuckDB profile."""
+    work = Path(args.work_dir).resolve()
+    project, synth_s = synth_project(rows, env, seed, work, args.reuse_synth)
+    shutil.rmtree(project / "target", ignore_errors=True)  # a cold build: no warehouse, no fit
+    temp_dir = write_profile(project, memory_limit, args.temp_directory, args.threads)
     size_mb = sum(p.stat().st_size for p in (project / "data").rglob("*.parquet")) / 2**20
-    build_cmd = [*tierpool, "build", "--project-dir", str(project), "--no-progress", *fit_args]
-    result: dict[str, Any] = {"rows": rows, "synth_s": synth["wall_s"], "parquet_mb": round(size_mb, 1)}
-    print(f"[{rows:,} rows] synth {synth['wall_s']} s; building (cold) ...", flush=True)
-    cold = run_measured(build_cmd, env, WORK / f"build_cold_{rows}.log")
+    build_cmd = [sys.executable, "-m", "tierpool", "build", "--project-dir", str(project), "--no-progress", *fit_args]
+    tag = f"{rows}_{memory_limit or 'default'}"
+    profile = {"memory_limit": memory_limit, "threads": args.threads,
+               "temp_directory": args.temp_directory if memory_limit else None}
+    result: dict[str, Any] = {"rows": rows, "synth_s": synth_s, "parquet_mb": round(size_mb, 1), "profile": profile}
+    label = f"[{rows:,} rows, memory_limit {memory_limit or 'default'}]"
+    print(f"{label} building (cold) ...", flush=True)
+    cold = run_measured(build_cmd, env, work / f"build_cold_{tag}.log", temp_dir)
     cold.update(phases(project))
+    cold["peaks_by_node"] = peaks_by_node(cold)
     cold.update(fit_run_stats(project))
+    db = project / "target" / "warehouse.duckdb"
+    cold["warehouse_mb"] = round(db.stat().st_size / 2**20, 1) if db.exists() else None
     result["cold"] = cold
-    print(f"[{rows:,} rows] cold build {cold['wall_s']} s (exit {cold['exit_code']}); rebuilding ...", flush=True)
-    reuse = run_measured(build_cmd, env, WORK / f"build_reuse_{rows}.log")
+    print(f"{label} cold build {cold['wall_s']} s (exit {cold['exit_code']}), peak {cold['peak_tree_rss_mb']} MB, "
+          f"temp {cold['temp_peak_mb']} MB; rebuilding ...", flush=True)
+    reuse = run_measured(build_cmd, env, work / f"build_reuse_{tag}.log", temp_dir)
     reuse.update(phases(project))
+    reuse["peaks_by_node"] = peaks_by_node(reuse)
     result["reuse"] = reuse
-    print(f"[{rows:,} rows] reuse rebuild {reuse['wall_s']} s: {reuse['fit_message']}", flush=True)
+    print(f"{label} reuse rebuild {reuse['wall_s']} s: {reuse['fit_message']}", flush=True)
     return result
 
 
 def _code_state() -> str:
-    """HEAD commit and the src/ files modified in the working tree (the tree is shared)."""
+    """HEAD commit and the src/, sql/, python_models/ files modified in the working tree (it is shared)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
 
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines() if line.strip()]
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src", "sql", "python_models").splitlines()
+             if line.strip()]
     return f"commit {git('rev-parse', '--short', 'HEAD').strip()}" + (f", uncommitted edits in {', '.join(dirty)}" if dirty else "")
 
 
-def markdown(results: list[dict[str, Any]], meta: dict[str, Any], note: str) -> str:
-    """The '## warehouse_build' section of RESULTS.md."""
+def _profile_text(profile: dict[str, Any]) -> str:
+    if not profile.get("memory_limit"):
+        return "default" + (f", threads {profile['threads']}" if profile.get("threads") else "")
+    parts = [f"memory_limit {profile['memory_limit']}"]
+    if profile.get("temp_directory"):
+        parts.append(f"temp_directory {profile['temp_directory']}")
+    if profile.get("threads"):
+        parts.append(f"threads {profile['threads']}")
+    return ", ".join(parts)
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any], note: str, heading: str = SECTION) -> str:
+    """The '## warehouse_build' section of RESULTS.md (or a '### ...' part of it)."""
     lines = [
-        SECTION, "",
-        "`python benchmarks/warehouse_build/run.py` — `tierpool synth --rows N` (Parquet facts; synth time",
+        heading, "",
+        f"`{meta['command']}` — `tierpool synth --rows N` (Parquet facts; synth time",
         "excluded), then `tierpool build` as a subprocess twice: a cold build that fits, and a rebuild that",
         f"reuses the fit. Sampler: {meta['sampler']}. Phases from target/run_results.json (node execution",
         "times; 'overhead' = wall - phases: interpreter start, imports, project load, compile checks,",
         "artifacts); compile/sampling from fit_runs (both indicators). Peak memory: RSS of the build's",
-        "process tree polled every 50 ms (ru_maxrss of the build process in brackets).",
+        "process tree polled every 50 ms (ru_maxrss of the build process in brackets). DuckDB profile: the",
+        "dev output's settings in the generated profiles.yml ('default': none set, DuckDB's own limit of 80%",
+        "of RAM). Temp peak: largest size on disk of DuckDB's spill directory during the build. Load: the",
+        "1-minute load average sampled every second during the build (mean / max; 2 cores). CPU: user +",
+        "system seconds of the build process (all its threads; DuckDB and nutpie use both cores).",
         "",
-        "| rows | build | wall (s) | staging SQL | fit (compile + sampling) | priors etc. SQL | data tests | overhead | peak RSS (MB) | exit | fit node |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rows | DuckDB profile | build | wall (s) | CPU (s) | staging SQL | fit (compile + sampling) | priors etc. SQL | data tests | overhead | peak RSS (MB) | temp peak (MB) | load | exit | fit node |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for kind in ("cold", "reuse"):
@@ -188,23 +341,90 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], note: str) -> 
             samp = sum(float(x.get("sampling_seconds") or 0) for x in runs)
             fit = f"{b['fit_s']:.1f}" + (f" ({comp:.1f} + {samp:.1f})" if runs else "")
             overhead = b["wall_s"] - b["staging_sql_s"] - b["fit_s"] - b["after_fit_sql_s"] - b["data_tests_s"]
+            load = f"{b['load_mean']:.1f} / {b['load_max']:.1f}" if b.get("load_mean") is not None else "–"
             lines.append(
-                f"| {r['rows']:,} | {kind} | **{b['wall_s']:.1f}** | {b['staging_sql_s']:.1f} | {fit} | "
-                f"{b['after_fit_sql_s']:.1f} | {b['data_tests_s']:.1f} | {overhead:.1f} | "
-                f"**{b['peak_tree_rss_mb']:.0f}** [{b['ru_maxrss_mb']:.0f}] | {b['exit_code']} | {b['fit_message'][:90]} |"
+                f"| {r['rows']:,} | {_profile_text(r.get('profile') or {})} | {kind} | **{b['wall_s']:.1f}** | "
+                f"{b.get('cpu_s', float('nan')):.0f} | {b['staging_sql_s']:.1f} | {fit} | {b['after_fit_sql_s']:.1f} | {b['data_tests_s']:.1f} | "
+                f"{overhead:.1f} | **{b['peak_tree_rss_mb']:.0f}** [{b['ru_maxrss_mb']:.0f}] | "
+                f"{b.get('temp_peak_mb', 0):.0f} | {load} | {b['exit_code']} | {b['fit_message'][:90]} |"
             )
+    lines += ["", "Slowest nodes and tests of the cold builds (s), and the nodes with the largest peaks of",
+              "tree RSS (attributed from the 0.2 s samples by run_results.json durations, about ±1 s):", ""]
+    for r in results:
+        slow = ", ".join(f"{name} {sec:.1f}" for name, sec in r["cold"].get("slowest", []))
+        size = f"; warehouse file {r['cold']['warehouse_mb'] / 1024:.1f} GB" if r["cold"].get("warehouse_mb") else ""
+        peaks = ", ".join(f"{name} {rss:,} MB" + (f" (temp {temp:,} MB)" if temp else "")
+                          for name, rss, temp in r["cold"].get("peaks_by_node", []))
+        lines.append(f"- {r['rows']:,} rows, {_profile_text(r.get('profile') or {})}: {slow}{size}"
+                     + (f"; largest RSS peaks: {peaks}" if peaks else ""))
     lines += ["", "Fit diagnostics of the cold builds (gate: max r_hat <= 1.01, min ess_bulk >= 400, 0 divergences):", ""]
     for r in results:
+        synth = f"synth {r['synth_s']:.0f} s" if r["synth_s"] == r["synth_s"] else "synth reused"
         for x in r["cold"].get("fit_runs") or []:
             lines.append(
-                f"- {r['rows']:,} rows, {x['fit_id']} {x['indicator']}: {x['status']}, max r_hat {x['max_r_hat']:.4f}, "
+                f"- {r['rows']:,} rows, {_profile_text(r.get('profile') or {})}, {x['fit_id']} {x['indicator']}: "
+                f"{x['status']}, max r_hat {x['max_r_hat']:.4f}, "
                 f"min ess_bulk {x['min_ess_bulk']:.0f}, divergences {x['divergences']}, {x['n_cells']} cells / "
-                f"{x['n_obs']:,} residuals; synth {r['synth_s']:.0f} s, Parquet {r['parquet_mb']:.0f} MB"
+                f"{x['n_obs']:,} residuals; {synth}, Parquet {r['parquet_mb']:.0f} MB"
             )
     lines += ["", f"Machine: {meta['machine']}; date {meta['date']}; code: {meta['code']}.", ""]
     if note:
         lines += [note.strip(), ""]
     return "\n".join(lines)
+
+
+def write_subsection(title: str, text: str) -> None:
+    """Replace (or add at the end of '## warehouse_build') the part that starts with '### title'."""
+    from _common import RESULTS
+
+    lines = RESULTS.read_text().splitlines() if RESULTS.exists() else []
+    if SECTION not in lines:
+        write_section(SECTION, f"{SECTION}\n")
+        lines = RESULTS.read_text().splitlines()
+    start = lines.index(SECTION)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    heading = f"### {title}"
+    block = text.rstrip().splitlines()
+    if heading in lines[start:end]:
+        first = lines.index(heading, start, end)
+        last = next((i for i in range(first + 1, end) if lines[i].startswith(("### ", "## "))), end)
+        new = lines[:first] + block + ([""] if last < len(lines) else []) + lines[last:]
+    else:
+        body_end = end
+        while body_end > start and not lines[body_end - 1].strip():
+            body_end -= 1
+        new = lines[:body_end] + [""] + block + ([""] if end < len(lines) else []) + lines[end:]
+    RESULTS.write_text("\n".join(new).rstrip() + "\n")
+
+
+def _sampler(results: list[dict[str, Any]], fit_args: list[str]) -> str:
+    """The sampler settings the cold builds used (from fit_runs), else the command-line overrides."""
+    for r in results:
+        for x in r["cold"].get("fit_runs") or []:
+            try:
+                s = json.loads(x.get("settings") or "{}")
+            except (TypeError, ValueError):
+                continue
+            keys = ("tune", "draws", "chains", "target_accept", "sampler")
+            text = ", ".join(f"{k} {s[k]}" for k in keys if k in s)
+            return ("project defaults" if not fit_args else " ".join(fit_args)) + (f" ({text})" if text else "")
+    return "project defaults" if not fit_args else " ".join(fit_args)
+
+
+def _shown_args(argv: list[str]) -> str:
+    """The command-line arguments for the results text, without --note/--write/--subsection."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--note", "--subsection"):
+            skip = True
+            continue
+        if arg.startswith(("--note=", "--subsection=")) or arg == "--write":
+            continue
+        shown.append(arg)
+    return " ".join(shown)
 
 
 def main() -> None:
@@ -214,23 +434,47 @@ def main() -> None:
     parser.add_argument("--fit-tune", type=int)
     parser.add_argument("--fit-draws", type=int)
     parser.add_argument("--fit-chains", type=int)
+    parser.add_argument("--memory-limit", nargs="+", default=["none"],
+                        help="DuckDB memory_limit per variant, e.g. 'none 4GB' (none: DuckDB's default)")
+    parser.add_argument("--temp-directory", default=None,
+                        help="profile temp_directory (relative to the project) for limited variants")
+    parser.add_argument("--threads", type=int, default=None, help="profile threads (DuckDB worker threads)")
+    parser.add_argument("--work-dir", default=str(WORK), help="where the synth projects go")
+    parser.add_argument("--reuse-synth", action="store_true",
+                        help="reuse a synth project of the same rows and seed left by an earlier run")
+    parser.add_argument("--clean", action="store_true", help="delete each synth project when done")
     parser.add_argument("--write", action="store_true", help="write the section into benchmarks/RESULTS.md")
+    parser.add_argument("--subsection", default=None,
+                        help="write a '### TITLE' part of the section instead of replacing the section")
     parser.add_argument("--note", default="", help="extra text for the section (e.g. machine load)")
     args = parser.parse_args()
     fit_args = [f"--fit-{k}={v}" for k, v in (("tune", args.fit_tune), ("draws", args.fit_draws),
                                               ("chains", args.fit_chains)) if v is not None]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    results = [bench(rows, env, fit_args, args.seed) for rows in args.rows]
-    sampler = "project defaults (tune 2000, draws 4000, chains 4, target_accept 0.99, nutpie)" if not fit_args else " ".join(fit_args)
+    limits = [None if x.lower() in ("none", "default") else x for x in args.memory_limit]
+    results = []
+    for rows in args.rows:
+        for limit in limits:
+            results.append(bench(rows, env, fit_args, args.seed, args, limit))
+            args.reuse_synth = True  # the next variant builds the same data
+        if args.clean:
+            shutil.rmtree(Path(args.work_dir).resolve() / f"rows_{rows}", ignore_errors=True)
     cpu = cpu_model()
-    meta = {"sampler": sampler, "date": dt.date.today().isoformat(), "code": _code_state(),
-            "machine": f"{os.cpu_count()} CPUs (`nproc`), {cpu}; Python {platform.python_version()}"}
-    (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
-    text = markdown(results, meta, args.note)
+    meta = {"sampler": _sampler(results, fit_args), "date": dt.date.today().isoformat(), "code": _code_state(),
+            "machine": f"{os.cpu_count()} CPUs (`nproc`), {cpu}; Python {platform.python_version()}",
+            "command": "python benchmarks/warehouse_build/run.py " + _shown_args(sys.argv[1:])}
+    work = Path(args.work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+    heading = f"### {args.subsection}" if args.subsection else SECTION
+    text = markdown(results, meta, args.note, heading)
     print(text)
     if args.write:
-        write_section(SECTION, text)
+        if args.subsection:
+            write_subsection(args.subsection, text)
+        else:
+            write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,18 @@ keyed as (
     left join duplicate_keys as d
         on d.request_id = t.request_id and d.indicator = t.indicator
 ),
-tier2_keys as (
-    select
-        c.request_id,
-        c.indicator,
-        bool_or(c.reject_reason is null) as has_valid
+tier2_valid as (
+    -- Keys with a valid tier-2 row. No aggregate over every tier-2 key is needed: a valid
+    -- row is the only row of its key (tier2_checked rejects every copy of a duplicated key).
+    select c.request_id, c.indicator
     from tier2_checked as c
-    group by c.request_id, c.indicator
+    where c.reject_reason is null
+),
+tier2_rejected as (
+    -- Keys with rejected tier-2 rows (a handful): these never have a valid row.
+    select distinct c.request_id, c.indicator
+    from tier2_checked as c
+    where c.reject_reason is not null
 )
 select
     k.request_id,
@@ -39,9 +44,11 @@ select
         when not isfinite(k.measurement) then 'non_finite_value'
         when k.measurement <= 0 then 'non_positive_value'
         when k.duplicated then 'duplicate_key'
-        when t2.request_id is null then 'no_tier2_match'
-        when not t2.has_valid then 'tier2_rejected'
+        when v.request_id is null and x.request_id is null then 'no_tier2_match'
+        when v.request_id is null then 'tier2_rejected'
     end as reject_reason
 from keyed as k
-left join tier2_keys as t2
-    on t2.request_id = k.request_id and t2.indicator = k.indicator
+left join tier2_valid as v
+    on v.request_id = k.request_id and v.indicator = k.indicator
+left join tier2_rejected as x
+    on x.request_id = k.request_id and x.indicator = k.indicator
