@@ -168,8 +168,8 @@ def test_unknown_test_kind_and_bad_materialization(project_factory: Factory) -> 
         """})
     problems = problems_of(root)
     assert len(problems) == 2
-    assert problems[0].startswith("sql/m.yml: 'm.x': unknown data test 'not_nul'; valid kinds: not_null,")
-    assert problems[1] == ("sql/m.yml: 'n': materialized 'incremental' is not one of "
+    assert problems[0].startswith("sql/m.yml:5: 'm.x': unknown data test 'not_nul'; valid kinds: not_null,")
+    assert problems[1] == ("sql/m.yml:7: 'n': materialized 'incremental' is not one of "
                            "view, table, append")
 
 

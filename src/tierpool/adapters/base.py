@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,8 +201,12 @@ class Adapter(ABC):
         return int(self.fetch(f"SELECT count(*) FROM (\n{strip_sql(sql)}\n) AS q").rows[0][0])
 
     @abstractmethod
-    def query_read_only(self, sql: str) -> QueryResult:
+    def query_read_only(self, sql: str, wait_s: float = 0.0) -> QueryResult:
         """Run ad-hoc SQL (project dialect) that must not change anything.
+
+        One read statement only, checked by :func:`tierpool.adapters.read_only.check_read_only`
+        (no COPY, ATTACH, EXPORT, INSTALL, SET, DDL/DML, file-reading table functions).
+        ``wait_s``: how long to wait for a build holding the warehouse (DuckDB).
 
         Raises:
             SqlError: The statement writes, or reads outside the warehouse, or fails.
@@ -230,6 +235,17 @@ class Adapter(ABC):
         """Columns and types a seed CSV will load with (declared types win)."""
 
     # -- writes -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def audited(self) -> AbstractContextManager[dict[str, str]]:
+        """Write, audit, publish: writes inside the block are published together on exit.
+
+        Writes made inside the block are not yet visible under their own names to other
+        readers; the block may read them (to run data tests) under the names of the
+        yielded mapping (relation -> name to read it by; a relation not in it is read by
+        its own name). If the block raises, every write inside it is discarded and each
+        relation stays exactly as it was.
+        """
 
     @abstractmethod
     def create_view(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> None:

@@ -63,7 +63,9 @@ def _lock_error(path: Path, exc: Exception) -> DatabaseError:
     )
 
 
-def connect(path: Path, read_only: bool = False, wait_s: float = 0.0) -> Connection:
+def connect(
+    path: Path, read_only: bool = False, wait_s: float = 0.0, config: dict[str, Any] | None = None
+) -> Connection:
     """Open the warehouse file, turning DuckDB's lock conflicts into a clear DatabaseError.
 
     Args:
@@ -71,6 +73,7 @@ def connect(path: Path, read_only: bool = False, wait_s: float = 0.0) -> Connect
         read_only: Open read-only (queries); the file must then exist.
         wait_s: Keep retrying for this many seconds while another process holds the
             file: a build reopening the database after a fit waits for ad-hoc readers.
+        config: DuckDB settings applied at open (read_only.duckdb_config for queries).
 
     Raises:
         DatabaseError: The file is missing (read-only) or locked by another process.
@@ -84,7 +87,7 @@ def connect(path: Path, read_only: bool = False, wait_s: float = 0.0) -> Connect
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as exc:
             if not _LOCK_RE.search(str(exc)):
                 raise DatabaseError(f"cannot open database {path}: {exc}") from exc
@@ -257,6 +260,7 @@ class DuckDBAdapter(Adapter):
         self.read_only = read_only
         self.con: Connection | None = None
         self._scratch: Connection | None = None
+        self._auditing = False  # inside audited(): writes join its transaction
 
     # -- connection -------------------------------------------------------------------------
 
@@ -312,17 +316,10 @@ class DuckDBAdapter(Adapter):
     def frame(self, sql: str) -> pd.DataFrame:
         return self.connection().execute(strip_sql(sql)).df()
 
-    def query_read_only(self, sql: str) -> QueryResult:
-        con = connect(self.path, read_only=True)
-        try:
-            rel = con.sql(sql)
-            if rel is None:
-                return QueryResult([], [])
-            return QueryResult(list(rel.columns), rel.fetchall())
-        except duckdb.Error as exc:
-            raise SqlError(str(exc)) from exc
-        finally:
-            con.close()
+    def query_read_only(self, sql: str, wait_s: float = 0.0) -> QueryResult:
+        from tierpool.adapters.read_only import duckdb_query
+
+        return QueryResult(*duckdb_query(self.path, self.root, sql, wait_s))
 
     # -- catalog ----------------------------------------------------------------------------
 
@@ -349,31 +346,53 @@ class DuckDBAdapter(Adapter):
 
     # -- writes -----------------------------------------------------------------------------
 
-    def create_view(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> None:
+    @contextmanager
+    def audited(self) -> Iterator[dict[str, str]]:
+        # One transaction: the block's tests read the new relations under their own
+        # names, no other connection sees them before COMMIT, and ROLLBACK restores all.
         con = self.connection()
+        con.execute("BEGIN TRANSACTION")
+        self._auditing = True
+        try:
+            yield {}
+        except BaseException:
+            self._auditing = False
+            con.execute("ROLLBACK")
+            raise
+        self._auditing = False
+        con.execute("COMMIT")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        con = self.connection()
+        if self._auditing:
+            yield con
+            return
         with transaction(con):
+            yield con
+
+    def create_view(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> None:
+        with self._transaction() as con:
             replace_relation(con, name, select_sql, "view", existing)
 
     def build_table(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> int:
-        con = self.connection()
-        with transaction(con):
+        with self._transaction() as con:
             return replace_relation(con, name, select_sql, "table", existing) or 0
 
     def append(
         self, name: str, select_sql: str, unique_key: Sequence[str] = (),
         existing: str | None = UNKNOWN,
     ) -> int:
-        con = self.connection()
-        with transaction(con):
+        with self._transaction() as con:
             return append_rows(con, name, select_sql, unique_key, existing)
 
     def load_seed(self, seed: Node, existing: str | None = UNKNOWN) -> int:
         con = self.connection()
         path, shown, declared = csv_seed.locate(seed, self.root)
         try:
-            with transaction(con):
+            with self._transaction():
                 rows = replace_relation(
-                    con, seed.name, csv_seed.seed_select(path, declared), "table", existing
+                    con, seed.name, csv_seed.seed_select(path, declared, shown), "table", existing
                 ) or 0
                 csv_seed.raise_rejects(con, shown)
         except ModelError:
@@ -385,10 +404,9 @@ class DuckDBAdapter(Adapter):
     def write_frames(
         self, outputs: Sequence[FrameOutput], existing: dict[str, str | None] | None = None
     ) -> dict[str, int]:
-        con = self.connection()
         known = existing or {}
         written: dict[str, int] = {}
-        with transaction(con):
+        with self._transaction() as con:
             for output in outputs:
                 written[output.name] = write_output(con, output, known.get(output.name, UNKNOWN))
         return written

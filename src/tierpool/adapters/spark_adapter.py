@@ -20,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlglot
 from sqlglot import exp
 
 from tierpool.adapters import csv_seed, spark_dialect
@@ -39,6 +39,7 @@ from tierpool.adapters.base import (
     frame_shape,
     strip_sql,
 )
+from tierpool.adapters.spark_audit import StagedPublish
 from tierpool.adapters.spark_session import friendly_error, get_session, quote
 from tierpool.errors import ConfigError, DatabaseError, ModelError, SqlError
 
@@ -49,9 +50,9 @@ if TYPE_CHECKING:
     from tierpool.core.nodes import Column, Node
 
 STAGE_PREFIX = "__tierpool_stage_"
+VIEW_STAGE_PREFIX = "__tierpool_vstage_"
 _FUNCTIONS_PROPERTY = "tierpool.functions"
 _TEMP_FUNCTION = re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\s+FUNCTION", re.I)
-_READ_ONLY_KINDS = (exp.Query, exp.Describe, exp.Show)
 
 
 def spark_type(duckdb_type: str) -> str:
@@ -74,6 +75,7 @@ class SparkAdapter(Adapter):
         self.schema = self.settings.schema_
         self.read_only = read_only
         self.spark: Any = None
+        self._audit: StagedPublish | None = None  # inside audited(): writes stay staged
 
     @property
     def description(self) -> str:
@@ -189,16 +191,11 @@ class SparkAdapter(Adapter):
         """A query's rows as pandas, through Arrow."""
         return self._dataframe(sql).toArrow().to_pandas()
 
-    def query_read_only(self, sql: str) -> QueryResult:
-        try:
-            statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-        except sqlglot.ParseError as exc:
-            raise SqlError(f"cannot parse query: {str(exc).splitlines()[0]}") from exc
-        if len(statements) != 1 or not isinstance(statements[0], _READ_ONLY_KINDS):
-            raise SqlError(
-                "tierpool query is read-only: write one SELECT (or DESCRIBE/SHOW); "
-                "change the warehouse through models and `tierpool build`"
-            )
+    def query_read_only(self, sql: str, wait_s: float = 0.0) -> QueryResult:
+        # wait_s: the metastore, not a file lock, arbitrates Spark readers and writers.
+        from tierpool.adapters.read_only import check_read_only
+
+        check_read_only(sql)
         try:
             return self.fetch(sql)
         except ModelError as exc:
@@ -209,7 +206,7 @@ class SparkAdapter(Adapter):
     def relation_kinds(self) -> dict[str, str]:
         kinds = {}
         for table in self.session().catalog.listTables(self.schema):
-            if table.isTemporary or table.name.startswith(STAGE_PREFIX):
+            if table.isTemporary or table.name.startswith((STAGE_PREFIX, VIEW_STAGE_PREFIX)):
                 continue
             kinds[table.name.lower()] = "view" if table.tableType == "VIEW" else "table"
         return kinds
@@ -252,21 +249,55 @@ class SparkAdapter(Adapter):
         return stage
 
     def _swap(self, stage: str, name: str, existing: str | None) -> None:
+        if self._audit is not None:
+            self._audit.stage(name, stage, "table", lambda: self._swap_now(stage, name, existing))
+        else:
+            self._swap_now(stage, name, existing)
+
+    def _swap_now(self, stage: str, name: str, existing: str | None) -> None:
         self._drop(name, existing)
         self.execute(f"ALTER TABLE {quote(stage)} RENAME TO {quote(name)}")
+
+    @contextmanager
+    def audited(self) -> Iterator[dict[str, str]]:
+        audit = self._audit = StagedPublish()
+        try:
+            yield audit.visible
+        except BaseException:
+            self._audit = None
+            for staged, kind in audit.staged:
+                self.execute(f"DROP {kind.upper()} IF EXISTS {quote(staged)}")
+            raise
+        self._audit = None
+        for step in audit.steps:
+            step()
 
     def create_view(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> None:
         spark_sql = self.translate(select_sql, name)
         self._sql(spark_sql).schema  # analyse first: a bad query keeps the old relation
         kind = self._kind(name, existing)
+        if self._audit is not None:
+            stage = VIEW_STAGE_PREFIX + name  # apart from staged tables: DROP TABLE refuses views
+            self.execute(f"CREATE OR REPLACE VIEW {quote(stage)} AS\n{spark_sql}")
+
+            def publish() -> None:
+                self._replace_view(name, spark_sql, kind)
+                self.execute(f"DROP VIEW IF EXISTS {quote(stage)}")
+
+            self._audit.stage(name, stage, "view", publish)
+            return
+        self._replace_view(name, spark_sql, kind)
+
+    def _replace_view(self, name: str, spark_sql: str, kind: str | None) -> None:
         if kind == "table":
             self._drop(name, kind)
         self.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS\n{spark_sql}")
 
     def build_table(self, name: str, select_sql: str, existing: str | None = UNKNOWN) -> int:
         stage = self._stage(name, self.translate(select_sql, name))
+        rows = int(self.session().table(quote(stage)).count())
         self._swap(stage, name, self._kind(name, existing))
-        return int(self.session().table(quote(name)).count())
+        return rows
 
     def append(
         self, name: str, select_sql: str, unique_key: Sequence[str] = (),
@@ -385,6 +416,8 @@ class SparkAdapter(Adapter):
         for output, stage, rows in staged:
             if stage is not None:
                 self._swap(stage, output.name, kinds[output.name])
+            elif kinds[output.name] is None and self._audit is not None:
+                self._audit.later(lambda output=output: self._create_empty(output))
             elif kinds[output.name] is None:
                 self._create_empty(output)
             written[output.name] = rows

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from tierpool.errors import ConfigError, SqlError, TierpoolError
+from tierpool.cli.read_query import fetch, wait_option
+from tierpool.errors import ConfigError, TierpoolError
 
 
 def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -271,26 +272,19 @@ def _reader(project_dir: Path, target: str | None) -> Any:
     return adapter_for(load_target(root, target), root, read_only=True)
 
 
-def _fetch(reader: Any, sql: str) -> tuple[list[str], list[tuple]]:
-    try:
-        result = reader.query_read_only(sql)
-    except TierpoolError:
-        raise
-    except Exception as exc:
-        raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-    return result.columns, result.rows
-
-
 @cli.command()
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format.")
+@wait_option
 @_project_options
 @_errors
-def query(sql: str, fmt: str, project_dir: Path, target: str | None, debug: bool) -> None:
-    """Run read-only SQL against the warehouse and print the result.
+def query(sql: str, fmt: str, wait_s: float, project_dir: Path, target: str | None,
+          debug: bool) -> None:
+    """Run one read-only statement against the warehouse and print the result.
 
-    Works while no build holds the database, including while a build is fitting.
+    Works while a build is fitting; waits --wait seconds while a build holds the database.
+    Refuses COPY, ATTACH, EXPORT, INSTALL, SET, DDL/DML and reading files directly.
 
     Example:
 
@@ -298,7 +292,7 @@ def query(sql: str, fmt: str, project_dir: Path, target: str | None, debug: bool
     """
     from tierpool.cli.console import render
 
-    columns, rows = _fetch(_reader(project_dir, target), sql)
+    columns, rows = fetch(_reader(project_dir, target), sql, wait_s)
     if columns:
         click.echo(render(fmt, columns, rows))
 
@@ -306,9 +300,11 @@ def query(sql: str, fmt: str, project_dir: Path, target: str | None, debug: bool
 @cli.command()
 @click.argument("node")
 @click.option("--limit", "-n", type=int, default=10, show_default=True, help="Rows to show.")
+@wait_option
 @_project_options
 @_errors
-def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bool) -> None:
+def show(node: str, limit: int, wait_s: float, project_dir: Path, target: str | None,
+         debug: bool) -> None:
     """Show the first rows of a node's relation (each output of a Python model).
 
     Example:
@@ -332,7 +328,7 @@ def show(node: str, limit: int, project_dir: Path, target: str | None, debug: bo
     reader = _reader(project_dir, target)
     for relation in relations:
         quoted = '"' + relation.replace('"', '""') + '"'
-        columns, rows = _fetch(reader, f"SELECT * FROM {quoted} LIMIT {int(limit)}")
+        columns, rows = fetch(reader, f"SELECT * FROM {quoted} LIMIT {int(limit)}", wait_s)
         if len(relations) > 1:
             click.echo(f"-- {relation}")
         click.echo(render_table(columns, rows))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from tierpool.adapters import Adapter, Schema, adapter_for
 from tierpool.core.column_check import check_columns
 from tierpool.core.nodes import TestSpec
+from tierpool.core.project import NO_RELATION
 from tierpool.core.references import structural_problems
 from tierpool.errors import CompileErrors, SqlError, TierpoolError
 
@@ -62,7 +63,8 @@ def _schemas_and_problems(
                 declared = {col.name: col.type for col in node.columns if col.type}
                 schema = adapter.describe_seed(Path(str(node.path)), declared)
             elif node.kind == "source":
-                schema = adapter.describe(getattr(node, "expression", ""))
+                expression = getattr(node, "expression", "")
+                schema = None if expression == NO_RELATION else adapter.describe(expression)
             elif node.kind == "python":
                 for out in getattr(node, "outputs", ()):
                     schemas[out.name] = {col.name: str(col.type) for col in out.columns}
@@ -128,7 +130,7 @@ def translation_problems(project: Project, adapter: Adapter) -> list[TierpoolErr
     """SQL of models and data tests the target's engine cannot run faithfully."""
     problems: list[TierpoolError] = []
     for name, node in sorted(project.nodes.items()):
-        if node.kind == "sql":
+        if node.kind == "sql" and name in project.parsed:  # else its syntax error is reported
             problems += adapter.translation_problems(node.sql, project.display(node.path))
     for name, test in sorted(project.tests.items()):
         where = project.display(test.path) if test.path else f"data test '{name}'"
@@ -147,16 +149,30 @@ def check_project(project: Project, adapter: Adapter | None = None) -> None:
         CompileErrors: Unknown tables, cycles, unknown columns in SQL models and
             in generic tests, SQL the target's engine cannot run faithfully.
     """
+    problems = structural_problems(project) + later_stage_problems(project, adapter)
+    if problems:
+        raise CompileErrors(problems)
+
+
+def later_stage_problems(project: Project, adapter: Adapter | None = None) -> list[TierpoolError]:
+    """Translation and column problems; run even when earlier stages found problems.
+
+    Nodes that failed earlier (syntax errors, unknown tables, invalid sources) have no
+    schema, so nothing downstream of them is checked; with a cycle there is no build
+    order and the column checks are skipped.
+
+    Args:
+        project: A loaded project (possibly one whose loading found problems).
+        adapter: The target's adapter (default: a new one, closed afterwards).
+    """
     own = adapter is None
     adapter = adapter or adapter_for(project.target, project.root)
     try:
-        problems = structural_problems(project)
-        if not problems:
-            problems = translation_problems(project, adapter)
+        problems = translation_problems(project, adapter)
+        if project.graph().find_cycle() is None:
             schemas, found = _schemas_and_problems(project, adapter)
             problems += found + _test_column_problems(project, schemas)
     finally:
         if own:
             adapter.close()
-    if problems:
-        raise CompileErrors(problems)
+    return problems

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from tierpool import constants as c
 from tierpool.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pydantic import BaseModel, ValidationError
+
+    from tierpool.core.strict_files import Yml
 
     from tierpool.core.profile_schema import DuckDBOutput, SparkOutput  # noqa: F401 (re-exported)
 
@@ -143,11 +145,18 @@ def expand_env(value: Any, source: Path) -> Any:
     return _ENV_PATTERN.sub(replace, value)
 
 
-def _read_yml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid yml: {err}") from err
+def _read_yml(path: Path, check: Callable[[Yml], list[str]]) -> Any:
+    """The file's data, after ``check`` found no problem (else one ConfigError naming them all)."""
+    from tierpool.core.strict_files import load_yml
+
+    yml = load_yml(path, str(path), ConfigError)
+    problems = check(yml)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems in {path}:\n" +
+                          "\n".join(f"  - {p}" for p in problems))
+    return yml.data
 
 
 def load_target(project_dir: Path, target: str | None = None) -> Target:
@@ -177,9 +186,16 @@ def load_target(project_dir: Path, target: str | None = None) -> Target:
                 f"without profiles.yml the only target is '{DEFAULT_TARGET}'"
             )
         return target_from_output(DEFAULT_TARGET, {}, root, path)
-    profile = _read_yml(path)
+    from tierpool.core.config_checks import profile_problems
+
+    profile = _read_yml(path, profile_problems)
     if not isinstance(profile, dict) or not isinstance(profile.get(c.PROFILE_NAME), dict):
-        raise ConfigError(f"{path}: expected a top-level '{c.PROFILE_NAME}:' mapping")
+        from tierpool.core.strict_files import did_you_mean
+
+        first = str(next(iter(profile))) if isinstance(profile, dict) and profile else ""
+        hint = did_you_mean(first, [c.PROFILE_NAME]) if first else ""
+        hint = hint.replace("; did", f"; found '{first}', did")
+        raise ConfigError(f"{path}: expected a top-level '{c.PROFILE_NAME}:' mapping{hint}")
     body = profile[c.PROFILE_NAME]
     outputs = body.get("outputs")
     if not isinstance(outputs, dict) or not outputs:
@@ -203,7 +219,11 @@ def _validation_message(err: ValidationError) -> str:
     for item in err.errors():
         where = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{where}'")
+            from tierpool.core.config_checks import OUTPUT_KEYS
+            from tierpool.core.strict_files import did_you_mean
+
+            keys = OUTPUT_KEYS["duckdb"] | OUTPUT_KEYS["spark"]
+            parts.append(f"unknown key '{where}'{did_you_mean(where, keys)}")
         elif item["type"] == "int_parsing":
             parts.append(f"{where} must be an integer")
         else:
@@ -279,15 +299,25 @@ def load_project_config(project_dir: Path) -> dict[str, Any]:
         The file's mapping, or ``{}`` when the file does not exist.
 
     Raises:
-        ConfigError: The file is not a mapping or ``vars`` is not a mapping.
+        ConfigError: The file is not a mapping, ``vars`` is not a mapping, an unknown or
+            unsupported (dbt) key, Jinja, a non-UTF-8 byte.
     """
     path = Path(project_dir).resolve() / c.PROJECT_FILE
     if not path.exists():
         return {}
-    data = _read_yml(path) or {}
+    from tierpool.core.config_checks import project_problems
+
+    data = _read_yml(path, _vars_first(path, project_problems)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys like 'name' and 'vars'")
-    data = expand_env(data, path)
-    if not isinstance(data.get("vars", {}) or {}, dict):
-        raise ConfigError(f"{path}: 'vars' must be a mapping of names to values")
-    return data
+    return expand_env(data, path)
+
+
+def _vars_first(path: Path, check: Callable[[Yml], list[str]]) -> Callable[[Yml], list[str]]:
+    def checked(yml: Yml) -> list[str]:
+        data = yml.data
+        if isinstance(data, dict) and not isinstance(data.get("vars", {}) or {}, dict):
+            return [f"{yml.at(('vars',))}: 'vars' must be a mapping of names to values"]
+        return check(yml)
+
+    return checked

@@ -294,10 +294,13 @@ def load_singular_test(path: Path, display: str) -> tuple[DataTest, exp.Query]:
         parsed query.
 
     Raises:
-        SqlError: The file is not one valid SELECT.
-        ProjectError: Bad severity comment.
+        SqlError: The file is not one valid SELECT, or holds Jinja.
+        ProjectError: Bad severity comment, a byte that is not UTF-8.
     """
-    sql = path.read_text(encoding="utf-8")
+    from tierpool.core.strict_files import check_sql_jinja, read_text
+
+    sql = read_text(path, display)
+    check_sql_jinja(sql, display)
     query = parse_select(sql, display)
     deps = tuple(r.name for r in referenced_tables(query))
     test = DataTest(

@@ -14,6 +14,7 @@ from typing import Any
 from tierpool.adapters import Adapter
 from tierpool.core.nodes import DataTest
 from tierpool.core.results import NodeResult
+from tierpool.core.sql import read_from
 
 MAX_EXAMPLES = 5
 
@@ -37,8 +38,11 @@ def describe_rule(test: DataTest) -> str:
     return f"{rule} where {spec.where}" if spec.where else rule
 
 
-def run_data_test(adapter: Adapter, test: DataTest) -> NodeResult:
+def run_data_test(adapter: Adapter, test: DataTest, staged: dict[str, str] | None = None) -> NodeResult:
     """Run one data test and return its result (never raises for SQL errors).
+
+    Args:
+        staged: Relations to read under another name (new versions not yet published).
 
     Returns:
         A NodeResult with status pass, fail (error severity), warn or error.
@@ -47,10 +51,11 @@ def run_data_test(adapter: Adapter, test: DataTest) -> NodeResult:
     relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
     result = NodeResult(name=test.name, kind="test", status="pass", relation=relation)
     try:
-        failures = adapter.count(test.sql)
+        sql = read_from(test.sql, staged or {})
+        failures = adapter.count(sql)
         result.failures = failures
         if failures:
-            examples = adapter.fetch(test.sql, limit=MAX_EXAMPLES)
+            examples = adapter.fetch(sql, limit=MAX_EXAMPLES)
             result.examples = [
                 {c: _jsonable(v) for c, v in zip(examples.columns, row)} for row in examples.rows
             ]

@@ -3,6 +3,10 @@
 Each write replaces its relation only once the new one is fully built. Python models
 get their inputs (and the previous contents of their outputs) as DataFrames, then the
 warehouse is released while ``model(ctx)`` runs and all outputs are swapped in together.
+
+Write, audit, publish: given an ``audit`` (the runner's error-severity data tests), a
+node's new relations are written unpublished, audited, and published only if the audit
+returns; if it raises, every relation of the node stays as it was.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +27,10 @@ from tierpool.errors import ModelError, TierpoolError
 
 if TYPE_CHECKING:
     from tierpool.core.config import Target
+
+# Runs a node's data tests against its unpublished relations, given the names to read
+# them by (relation -> staged name; absent: its own name); raises to refuse publishing.
+Audit = Callable[[dict[str, str]], None]
 
 # Seconds a build waits to reopen the warehouse after a Python model, if an
 # ad-hoc reader (tierpool query, DuckDB CLI) opened it meanwhile.
@@ -58,6 +67,20 @@ class Session:
         if self.kinds is not None:
             self.kinds[name.lower()] = kind
 
+    @contextmanager
+    def publishing(self, audit: Audit | None) -> Iterator[None]:
+        """Writes inside the block are published only once ``audit`` passes on them."""
+        if audit is None:
+            yield
+            return
+        try:
+            with self.open().audited() as visible:
+                yield
+                audit(visible)
+        except BaseException:
+            self.kinds = None  # relations written in the block were rolled back: re-read
+            raise
+
     def release(self) -> None:
         """Let other processes use the warehouse while a Python model runs."""
         self.adapter.release()
@@ -74,10 +97,18 @@ def resolve(root: Path, path: Path | None) -> Path:
     return Path(path) if Path(path).is_absolute() else Path(root) / path
 
 
-def build_node(session: Session, node: Node, ctx_args: dict[str, Any]) -> tuple[int | None, str]:
+def build_node(
+    session: Session, node: Node, ctx_args: dict[str, Any], audit: Audit | None = None
+) -> tuple[int | None, str]:
     """Build one node; returns (rows, message). Raises on failure (nothing is changed)."""
     if node.kind == "python":
-        return build_python(session, node, **ctx_args)
+        return build_python(session, node, **ctx_args, audit=audit)
+    with session.publishing(audit):
+        rows = _write_node(session, node)
+    return rows, ""
+
+
+def _write_node(session: Session, node: Node) -> int | None:
     adapter, existing = session.open(), session.kind(node.name)
     if node.kind == "seed":
         rows: int | None = adapter.load_seed(node, existing)
@@ -94,7 +125,7 @@ def build_node(session: Session, node: Node, ctx_args: dict[str, Any]) -> tuple[
     else:
         raise ModelError(f"cannot build node {node.name} of kind {node.kind}")
     session.created(node.name, "view" if rows is None else "table")
-    return rows, ""
+    return rows
 
 
 def _import_model(path: Path) -> Any:
@@ -169,6 +200,7 @@ def build_python(
     target_dir: Path,
     log: Callable[[str], None],
     progress: bool = True,
+    audit: Audit | None = None,
 ) -> tuple[int, str]:
     """Run a Python model with the database released, then swap all outputs at once.
 
@@ -200,7 +232,9 @@ def build_python(
             raise ModelError(f"{shown}: model() raised {type(exc).__name__}: {exc}") from exc
     finally:
         session.open(wait_s=REOPEN_WAIT_S)
-    return _write_outputs(session, node, outputs), ctx.message
+    with session.publishing(audit):
+        rows = _write_outputs(session, node, outputs)
+    return rows, ctx.message
 
 
 def _write_outputs(session: Session, node: PythonModel, outputs: dict[str, Any]) -> int:

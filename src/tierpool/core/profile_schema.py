@@ -60,3 +60,21 @@ class SparkOutput(_Output):
     app_name: str = "tierpool"
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
     python_max_rows: int = Field(5_000_000, ge=1)
+
+
+class ProfileBody(BaseModel):
+    """``tierpool:`` in profiles.yml: the default target and its outputs (each checked by the
+    model of its type, see :mod:`tierpool.core.config_checks`)."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    target: str | None = None
+    outputs: dict[str, dict[str, object] | None]
+
+
+class ProfilesFile(BaseModel):
+    """profiles.yml: one profile, ``tierpool``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tierpool: ProfileBody

@@ -32,6 +32,7 @@ from tierpool.core.project_nodes import apply_properties, check_duplicates
 from tierpool.core.properties import RelationProps, read_properties
 from tierpool.core.python_models import PythonModelInfo, read_python_model
 from tierpool.core.references import structural_problems
+from tierpool.core.strict_files import check_sql_jinja, read_text
 from tierpool.core.sql import (
     TableRef,
     normalize_name,
@@ -44,6 +45,10 @@ from tierpool.errors import CompileErrors, ConfigError, ProjectError, TierpoolEr
 if TYPE_CHECKING:
     from sqlglot import exp
 
+
+# The expression of a source whose own is missing or invalid (its problem is reported; its
+# schema is unknown, so compile checks downstream of it are skipped).
+NO_RELATION = "(select 1 where false)"
 
 # Project is defined in project_model (so loading-time checks can name it); loading is here.
 __all__ = ["Project", "display_path", "key_of_test", "load_project"]
@@ -75,8 +80,11 @@ def load_project(project_dir: Path | str = ".", target: str | None = None) -> Pr
 
     Raises:
         ConfigError: No such folder, bad profiles.yml / tierpool_project.yml.
-        CompileErrors: Every loading problem together: SQL syntax, duplicate names,
-            bad yml, undeclared Python outputs, unknown tables, cycles.
+        CompileErrors: Every problem together: SQL syntax, Jinja, non-UTF-8 files,
+            duplicate names, bad yml (unknown or unsupported keys), undeclared Python
+            outputs, bad source expressions, unknown tables, cycles, and then the column
+            and translation checks of :func:`tierpool.core.compile.check_project` on
+            the nodes that did load.
     """
     root = Path(project_dir).expanduser().resolve()
     if not root.is_dir():
@@ -84,6 +92,7 @@ def load_project(project_dir: Path | str = ".", target: str | None = None) -> Pr
     resolved_target = load_target(root, target)
     settings = load_project_config(root)
     state = _Loaded(root)
+    state.problems += _dbt_leftovers(state)
     seeds = [Seed(name=normalize_name(p.stem), path=p) for p in _files(root, c.SEEDS_DIR, "**/*.csv")]
     sql_models = _load_sql_models(state)
     python_infos = _load_python_models(state)
@@ -109,8 +118,43 @@ def load_project(project_dir: Path | str = ".", target: str | None = None) -> Pr
     )
     state.problems += structural_problems(project)
     if state.problems:
-        raise CompileErrors(state.problems)
+        raise CompileErrors(state.problems + _later_stage_problems(project))
     return project
+
+
+def _later_stage_problems(project: Project) -> list[TierpoolError]:
+    """Column and translation problems of a project that already failed to load.
+
+    ``check_project`` runs them on a sound project; a failed load runs them too, on the
+    nodes that did load, so that one syntax error does not hide an unknown column.
+    """
+    from tierpool.core.compile import later_stage_problems
+
+    try:
+        return later_stage_problems(project)
+    except TierpoolError:  # e.g. the target's engine is not installed: report what we have
+        return []
+
+
+_DBT_FILES = {
+    "packages.yml": "packages are not supported; copy what you need into sql/",
+    "dependencies.yml": "packages are not supported; copy what you need into sql/",
+    "macros": "tierpool has no macros (and no Jinja); write the SQL into each model",
+    "snapshots": "snapshots are not supported; use a model with materialized: append",
+    "analyses": "analyses are not supported; run them with tierpool query",
+}
+
+
+def _dbt_leftovers(state: _Loaded) -> list[TierpoolError]:
+    """dbt files and folders tierpool would otherwise ignore in silence."""
+    problems: list[TierpoolError] = []
+    for name, why in _DBT_FILES.items():
+        path = state.root / name
+        if path.is_file() or (path.is_dir() and any(path.rglob("*.sql"))):
+            what = "file" if path.is_file() else "folder"
+            problems.append(ProjectError(
+                f"{state.display(path)}: a dbt {what} tierpool does not support: {why}"))
+    return problems
 
 
 def _files(root: Path, folder: str, pattern: str) -> list[Path]:
@@ -129,8 +173,10 @@ def _load_sql_models(state: _Loaded) -> list[SqlModel]:
     models: list[SqlModel] = []
     for path in _files(state.root, c.SQL_DIR, "**/*.sql"):
         name = normalize_name(path.stem)
-        text = path.read_text(encoding="utf-8")
+        text = ""
         try:
+            text = read_text(path, state.display(path))
+            check_sql_jinja(text, state.display(path))
             query = parse_select(text, state.display(path))
         except TierpoolError as err:
             state.problems.append(err)
@@ -174,7 +220,12 @@ def _source_node(props: RelationProps, root: Path, state: _Loaded) -> Source:
         state.problems.append(
             ProjectError(f"{where} needs an 'expression' such as read_parquet('data/*.parquet')")
         )
-        raw = "(select 1 where false)"
+        raw = NO_RELATION
+    problem = relation_expression_problem(raw)
+    if problem:
+        state.problems.append(
+            ProjectError(f"{props.at or where}: source '{props.name}': {problem}"))
+        raw = NO_RELATION
     return Source(
         name=props.name,
         path=props.file,
@@ -212,6 +263,35 @@ def resolve_source_paths(expression: str, root: Path) -> str:
         absolute = (root / path).as_posix().replace("'", "''")
         result = result.replace(quoted, f"'{absolute}'")
     return result
+
+
+def relation_expression_problem(expression: str) -> str | None:
+    """Why ``expression`` is not one relation (a table, a file or a table function), or None.
+
+    >>> relation_expression_problem("read_csv('x.csv'); drop table fit_runs")[:35]
+    'holds 2 statements; a source is one'
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    advice = "a source is one relation expression such as read_parquet('data/*.parquet')"
+    try:
+        tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(expression)
+        statements = [s for s in sqlglot.parse(f"select * from {expression}", read="duckdb") if s]
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as err:
+        return f"expression is not valid SQL ({str(err).splitlines()[0]}); {advice}"
+    if len(statements) > 1:
+        return f"holds {len(statements)} statements; {advice}, without ';'"
+    if any(t.token_type == sqlglot.TokenType.SEMICOLON for t in tokens):
+        return f"holds a ';'; {advice}, without ';'"
+    query = statements[0] if statements else None
+    extra = [k for k, v in query.args.items() if v and k not in ("expressions", "from", "from_")] \
+        if isinstance(query, exp.Select) else ["?"]
+    source = (query.args.get("from") or query.args.get("from_")) if not extra else None
+    if extra or source is None or not isinstance(source.this, exp.Table | exp.Subquery):
+        found = ", ".join(e.upper() for e in extra if e != "?") or "something else"
+        return f"expression is not a single relation (found {found}); {advice}"
+    return None
 
 
 def _path_literals(query: exp.Expression) -> set[str]:

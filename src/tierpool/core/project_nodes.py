@@ -76,7 +76,7 @@ def _materialized(props: RelationProps, default: str, display: Display) -> str:
     value = str(props.config.get("materialized", default))
     if value not in c.MATERIALIZATIONS:
         raise ProjectError(
-            f"{display(props.file)}: '{props.name}': materialized '{value}' is not one of "
+            f"{props.at or display(props.file)}: '{props.name}': materialized '{value}' is not one of "
             f"{', '.join(c.MATERIALIZATIONS)}"
         )
     return value

@@ -11,11 +11,17 @@ Any ``*.yml``/``*.yaml`` under sql/, seeds/ or python_models/ may hold:
   ``[{name: raw, tables: [{name, expression | identifier}]}]``. A source is
   referenced in SQL by its (table) name.
 
-Problems are collected, not raised one at a time, so a user sees them together.
+Every file is checked against the pydantic schema in :mod:`tierpool.core.properties_schema`:
+an unknown key is an error with file, line and the closest allowed key; a dbt key tierpool
+does not implement is refused with the reason; documentation keys (``description``,
+``meta``, ``tags``, ``docs``) are accepted and ignored. Jinja, duplicate keys and non-UTF-8
+bytes are errors too (:mod:`tierpool.core.strict_files`). Problems are collected, not raised
+one at a time, so a user sees them together.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +30,24 @@ import yaml
 
 from tierpool.core.data_tests import canonical_kind, check_test_args
 from tierpool.core.nodes import Column, TestSpec
+from tierpool.core.properties_schema import (
+    TEST_ARGS,
+    TEST_BODIES,
+    PropertiesFile,
+    entry_model,
+    unsupported,
+)
 from tierpool.core.sql import normalize_name
+from tierpool.core.strict_files import Loc, Yml, load_yml, schema_messages
 from tierpool.errors import ProjectError, TierpoolError
 
 SECTIONS = ("models", "seeds", "sources")
-_IGNORED_SECTIONS = ("version", "macros", "exposures", "metrics", "semantic_models")
-_TEST_OPTIONS = ("severity", "where", "config", "arguments", "name", "column_name")
+_TEST_OPTIONS = ("severity", "where", "config", "arguments", "name", "column_name",
+                 "description", "meta", "tags")
+
+
+class _Reported(ProjectError):
+    """A test whose problems were already recorded (raised only to skip the test)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,7 @@ class RelationProps:
         tests: Generic tests on the relation and its columns.
         expression: For sources: the relation expression as written.
         identifier: For sources: dbt's ``identifier`` (a table or file name).
+        at: ``file:line`` of the entry (of its ``config.materialized`` when set), for messages.
     """
 
     name: str
@@ -57,48 +76,86 @@ class RelationProps:
     tests: tuple[TestSpec, ...] = ()
     expression: str | None = None
     identifier: str | None = None
+    at: str = ""
 
 
 def read_properties(
     files: list[Path], display: Any
 ) -> tuple[list[RelationProps], list[TierpoolError]]:
-    """Parse properties yml files.
+    """Parse properties yml files, each checked against :mod:`properties_schema`.
 
     Args:
         files: yml files, in a deterministic order.
         display: Callable turning a path into the form used in messages.
 
     Returns:
-        Declared relations and the problems found (malformed yml, unknown test
-        kinds, missing test arguments, duplicate declarations).
+        Declared relations and the problems found (malformed or non-UTF-8 yml, unknown
+        or unsupported keys with file, line and did-you-mean, Jinja, unknown test kinds,
+        missing test arguments, duplicate declarations).
     """
     props: list[RelationProps] = []
     problems: list[TierpoolError] = []
     for path in files:
-        where = display(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            problems.append(ProjectError(f"{where}: invalid yml: {err}"))
+            yml = load_yml(path, display(path))
+        except TierpoolError as err:
+            problems.append(err)
             continue
-        if not isinstance(data, dict):
-            problems.append(ProjectError(f"{where}: expected a mapping with {', '.join(SECTIONS)}"))
-            continue
-        for key, entries in data.items():
-            if key in _IGNORED_SECTIONS:
-                continue
-            if key not in SECTIONS:
-                problems.append(
-                    ProjectError(f"{where}: unknown key '{key}'; expected {', '.join(SECTIONS)}")
-                )
-                continue
-            for entry in entries or []:
-                try:
-                    props.extend(_read_entry(key, entry, path, where))
-                except TierpoolError as err:
-                    problems.append(err)
+        found: list[TierpoolError] = [ProjectError(m) for m in yml.problems]
+        props += _read_file(_File(yml, path, found))
+        problems += sorted(found, key=_line_of)  # stable: one key's problems keep their order
     problems += _duplicates(props, display)
     return props, problems
+
+
+def _line_of(problem: TierpoolError) -> int:
+    match = re.match(r"[^:]*:(\d+):", str(problem))
+    return int(match.group(1)) if match else 0
+
+
+@dataclass
+class _File:
+    """One properties file being read: where messages point, and where problems go."""
+
+    yml: Yml
+    path: Path
+    problems: list[TierpoolError]
+
+    def at(self, loc: Loc) -> str:
+        return self.yml.at(loc)
+
+    def valid(self, model: Any, data: Any, loc: Loc) -> bool:
+        """Validate ``data`` (at ``loc``) against a pydantic model; problems are recorded."""
+        from pydantic import ValidationError
+
+        try:
+            model.model_validate(data)
+        except ValidationError as err:
+            self.problems += [ProjectError(m) for m in
+                              schema_messages(err, self.yml, model, loc, unsupported)]
+            return False
+        return True
+
+
+def _read_file(f: _File) -> list[RelationProps]:
+    data = f.yml.data if f.yml.data is not None else {}
+    if not isinstance(data, dict):
+        f.problems.append(
+            ProjectError(f"{f.at(())}: expected a mapping with {', '.join(SECTIONS)}"))
+        return []
+    f.valid(PropertiesFile, data, ())
+    props: list[RelationProps] = []
+    for section in SECTIONS:
+        entries = data.get(section)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            loc = (section, i)
+            sound = f.valid(entry_model(section, entry), entry, loc)
+            try:
+                props.extend(_read_entry(section, entry, f, loc))
+            except TierpoolError as err:
+                if sound:  # else the schema already said what is wrong with the entry
+                    f.problems.append(err)
+    return props
 
 
 def _duplicates(props: list[RelationProps], display: Any) -> list[TierpoolError]:
@@ -118,37 +175,39 @@ def _duplicates(props: list[RelationProps], display: Any) -> list[TierpoolError]
     return problems
 
 
-def _read_entry(section: str, entry: Any, path: Path, where: str) -> list[RelationProps]:
+def _read_entry(section: str, entry: Any, f: _File, loc: Loc) -> list[RelationProps]:
     if not isinstance(entry, dict) or not entry.get("name"):
-        raise ProjectError(f"{where}: every entry under '{section}:' needs a 'name'")
+        raise ProjectError(f"{f.at(loc)}: every entry under '{section}:' needs a 'name'")
     if section == "sources" and "tables" in entry:
-        group = str(entry["name"])
         tables = entry.get("tables") or []
-        return [_read_relation(section, t, path, f"{where} (source {group})") for t in tables]
-    return [_read_relation(section, entry, path, where)]
+        return [_read_relation(section, t, f, (*loc, "tables", j)) for j, t in enumerate(tables)]
+    return [_read_relation(section, entry, f, loc)]
 
 
-def _read_relation(section: str, entry: Any, path: Path, where: str) -> RelationProps:
+def _read_relation(section: str, entry: Any, f: _File, loc: Loc) -> RelationProps:
     if not isinstance(entry, dict) or not entry.get("name"):
-        raise ProjectError(f"{where}: every entry under '{section}:' needs a 'name'")
+        raise ProjectError(f"{f.at(loc)}: every entry under '{section}:' needs a 'name'")
     name = normalize_name(str(entry["name"]))
     config = entry.get("config") or {}
     if not isinstance(config, dict):
-        raise ProjectError(f"{where}: '{name}': config must be a mapping")
-    columns, tests = _read_columns(entry.get("columns") or [], name, path, where)
+        raise ProjectError(f"{f.at(loc)}: '{name}': config must be a mapping")
+    columns, tests = _read_columns(entry.get("columns") or [], name, f, loc)
     column_types = config.get("column_types") or {}
-    columns = _merge_column_types(columns, column_types, name, where)
-    tests += _read_tests(entry, name, None, path, where)
+    columns = _merge_column_types(columns, column_types, name, f.at((*loc, "config")))
+    tests += _read_tests(entry, name, None, f, loc)
+    at = (*loc, "config", "materialized") if "materialized" in config else \
+        (*loc, "expression") if "expression" in entry else loc
     return RelationProps(
         name=name,
         section=section,
-        file=path,
+        file=f.path,
         description=str(entry.get("description") or ""),
         config=dict(config),
         columns=tuple(columns),
         tests=tuple(tests),
         expression=_opt_str(entry.get("expression")),
         identifier=_opt_str(entry.get("identifier")),
+        at=f.at(at),
     )
 
 
@@ -157,20 +216,23 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _read_columns(
-    entries: Any, relation: str, path: Path, where: str
+    entries: Any, relation: str, f: _File, loc: Loc
 ) -> tuple[list[Column], list[TestSpec]]:
     if not isinstance(entries, list):
-        raise ProjectError(f"{where}: '{relation}': columns must be a list of {{name: ...}}")
+        raise ProjectError(
+            f"{f.at((*loc, 'columns'))}: '{relation}': columns must be a list of {{name: ...}}"
+        )
     columns: list[Column] = []
     tests: list[TestSpec] = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not entry.get("name"):
-            raise ProjectError(f"{where}: '{relation}': every column needs a 'name'")
+            raise ProjectError(
+                f"{f.at((*loc, 'columns', i))}: '{relation}': every column needs a 'name'")
         col = normalize_name(str(entry["name"]))
         dtype = entry.get("data_type", entry.get("type"))
         columns.append(Column(col, None if dtype is None else str(dtype),
                               str(entry.get("description") or "")))
-        tests += _read_tests(entry, relation, col, path, where)
+        tests += _read_tests(entry, relation, col, f, (*loc, "columns", i))
     return columns, tests
 
 
@@ -185,18 +247,29 @@ def _merge_column_types(
 
 
 def _read_tests(
-    entry: dict[str, Any], relation: str, column: str | None, path: Path, where: str
+    entry: dict[str, Any], relation: str, column: str | None, f: _File, loc: Loc
 ) -> list[TestSpec]:
-    declared = entry.get("data_tests", entry.get("tests")) or []
+    key = "data_tests" if "data_tests" in entry else "tests"
+    if "data_tests" in entry and "tests" in entry:
+        f.problems.append(ProjectError(
+            f"{f.at((*loc, 'tests'))}: '{relation}': both data_tests and tests; keep data_tests"))
+    declared = entry.get(key) or []
     if not isinstance(declared, list):
-        raise ProjectError(f"{where}: '{relation}': data_tests must be a list")
-    return [_read_test(item, relation, column, path, where) for item in declared]
+        raise ProjectError(f"{f.at((*loc, key))}: '{relation}': data_tests must be a list")
+    specs: list[TestSpec] = []
+    for i, item in enumerate(declared):
+        try:
+            specs.append(_read_test(item, relation, column, f, (*loc, key, i)))
+        except _Reported:
+            continue
+        except TierpoolError as err:
+            f.problems.append(err)
+    return specs
 
 
-def _read_test(
-    item: Any, relation: str, column: str | None, path: Path, where: str
-) -> TestSpec:
+def _read_test(item: Any, relation: str, column: str | None, f: _File, loc: Loc) -> TestSpec:
     target = f"{relation}.{column}" if column else relation
+    where = f.at(loc)
     if isinstance(item, str):
         kind, body = item, {}
     elif isinstance(item, dict) and len(item) == 1:
@@ -210,6 +283,12 @@ def _read_test(
     if not isinstance(body, dict):
         raise ProjectError(f"{where}: '{target}': arguments of '{kind}' must be a mapping")
     kind = canonical_kind(str(kind))
+    if kind not in TEST_BODIES:
+        check_test_args(kind, {}, f"{where}: '{target}'")  # raises: the valid kinds listed
+    body_loc = loc if isinstance(item, str) else (*loc, next(iter(item)))
+    if not (f.valid(TEST_BODIES[kind], body, body_loc)
+            and f.valid(TEST_ARGS[kind], body.get("arguments") or {}, (*body_loc, "arguments"))):
+        raise _Reported()
     config = body.get("config") or {}
     args = {k: v for k, v in body.items() if k not in _TEST_OPTIONS}
     args.update(body.get("arguments") or {})
@@ -227,5 +306,5 @@ def _read_test(
         args=args,
         severity="warn" if severity == "warn" else "error",
         where=None if filter_ is None else str(filter_),
-        source_file=path,
+        source_file=f.path,
     )

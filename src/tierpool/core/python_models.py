@@ -51,7 +51,9 @@ def read_python_model(path: Path, display: str | None = None) -> PythonModelInfo
     """
     where = display or str(path)
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=where)
+        from tierpool.core.strict_files import read_text
+
+        tree = ast.parse(read_text(path, where), filename=where)
     except SyntaxError as err:
         raise ProjectError(f"{where}:{err.lineno}: Python syntax error: {err.msg}") from err
     model_fn = _find_model_function(tree)

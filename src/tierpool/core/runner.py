@@ -5,6 +5,12 @@ error-severity test) marks its descendants as skipped, naming the cause, while
 independent branches still build. A writing command holds target/tierpool.core.lock
 for its whole duration.
 
+Write, audit, publish: a node's error-severity tests that need nothing else from this
+run are its audit. They run against the node's new relations before those are published
+(see :meth:`Session.publishing`); one failure and the node is not published, every one
+of its relations keeps its previous contents, and its descendants are skipped. Warn
+tests, and tests that also read relations built later, run after publishing.
+
 Library API (the CLI is a thin layer over it)::
 
     from tierpool.core.project import load_project
@@ -129,26 +135,38 @@ class _Run:
         self.state = BuildState(project, use_stored=False, key="")  # replaced under the lock
         self.status: dict[str, str] = {}
         self.index = 0
+        self.in_run: set[str] = set()  # nodes this run builds
+        self.pending: list[DataTest] = []  # tests not run yet
 
     def go(self, nodes: list[str], tests: list[DataTest]) -> None:
-        in_run = set(nodes)
-        pending = list(tests)
-        self._run_ready(pending, in_run)
+        self.in_run = set(nodes)
+        self.pending = list(tests)
+        self._run_ready()
         for name in nodes:
             self._run_node(self.project.nodes[name])
-            self._run_ready(pending, in_run)
+            self._run_ready()
 
-    def _required(self, test: DataTest, in_run: set[str]) -> set[str]:
+    def _required(self, test: DataTest) -> set[str]:
         owner = self.project.relation_owner
         rels = set(test.attached_to) | set(test.depends_on)
-        return {owner[r] for r in rels if r in owner and owner[r] in in_run}
+        return {owner[r] for r in rels if r in owner and owner[r] in self.in_run}
 
-    def _run_ready(self, pending: list[DataTest], in_run: set[str]) -> None:
-        for test in list(pending):
-            required = self._required(test, in_run)
+    def _run_ready(self) -> None:
+        for test in list(self.pending):
+            required = self._required(test)
             if required <= set(self.status):
-                pending.remove(test)
+                self.pending.remove(test)
                 self._run_test(test, required)
+
+    def _audit_tests(self, node: Node) -> list[DataTest]:
+        """Error-severity tests on ``node`` that can run as soon as it is written."""
+        owner = self.project.relation_owner
+        built = {name for name, status in self.status.items() if status == "success"}
+        return [
+            t for t in self.pending
+            if t.severity == "error" and node.name in {owner.get(r) for r in t.attached_to}
+            and self._required(t) - {node.name} <= built
+        ]
 
     def _record(self, result: NodeResult) -> None:
         self.results.results.append(result)
@@ -161,11 +179,22 @@ class _Run:
             self._record(NodeResult(node.name, node.kind, "skipped", message=self.blocked[node.name]))
             return
         self.reporter.start(self.index, self.total, node.kind, node.name)
-        result = self._build(node)
+        audit_tests = self._audit_tests(node)
+        for test in audit_tests:
+            self.pending.remove(test)
+        result, audited = self._build(node, audit_tests)
         self.status[node.name] = result.status
         if result.status == "error":
-            self._block_downstream(node.name, f"skipped: upstream {node.name} failed")
+            failed = [r.name for r in audited or () if r.status in ("fail", "error")]
+            why = f" test {', '.join(failed)}" if failed else ""
+            self._block_downstream(node.name, f"skipped: upstream {node.name} failed{why}")
         self._record(result)
+        if audited is None:  # not written (unchanged, or failed before its audit)
+            self.pending.extend(audit_tests)
+            return
+        for test_result in audited:
+            self.index += 1
+            self._record(test_result)
 
     def _fingerprint(self, node: Node) -> str | None:
         try:
@@ -173,7 +202,11 @@ class _Run:
         except OSError:  # e.g. a file vanished while being hashed: just build the node
             return None
 
-    def _build(self, node: Node) -> NodeResult:
+    def _build(self, node: Node, tests: list[DataTest]) -> tuple[NodeResult, list[NodeResult] | None]:
+        """Build ``node`` with ``tests`` as its audit; returns its result and the tests'.
+
+        The tests' results are None when the audit did not run.
+        """
         started = time.perf_counter()
         result = NodeResult(node.name, node.kind, "success")
         fingerprint = self._fingerprint(node) if node.kind != "python" else None
@@ -181,7 +214,7 @@ class _Run:
             self.state.record_node(node, fingerprint)
             result.message, result.unchanged = UP_TO_DATE, True
             result.execution_time = time.perf_counter() - started
-            return result
+            return result, None
         previous, existed = {}, {}
         if node.kind == "python":
             previous = self.state.previous_outputs(node)
@@ -190,21 +223,52 @@ class _Run:
             # outputs are written, the next build cannot take them as unchanged.
             self.state.forget_node(node)
             self.state.save()
+
+        def record() -> None:  # before the audit: test keys include the new fingerprints
+            if node.kind == "python":
+                self.state.record_python(node, previous, self.session.written, existed)
+            else:
+                self.state.record_node(node, fingerprint)
+
+        audited: list[NodeResult] | None = None
+
+        def audit(staged: dict[str, str]) -> None:
+            nonlocal audited
+            record()
+            audited = self._audit(tests, staged)
+            failed = [r for r in audited if r.status in ("fail", "error")]
+            if failed:
+                raise _AuditFailed(node, failed)
+
         try:
-            result.rows, result.message = build_node(self.session, node, self._ctx_args())
+            result.rows, result.message = build_node(
+                self.session, node, self._ctx_args(), audit if tests else None
+            )
         except Exception as exc:
             result.status = "error"
             result.message = self._error_message(node, exc)
-            result.traceback = traceback.format_exc()
+            if not isinstance(exc, _AuditFailed):
+                result.traceback = traceback.format_exc()
             self.state.forget_node(node)
         else:
-            if node.kind == "python":
-                self.state.record_python(node, previous, self.session.written, existed)
-                self.state.save()
-            else:
-                self.state.record_node(node, fingerprint)
+            if not tests:
+                record()
+        if node.kind == "python" and result.status == "success":
+            self.state.save()
         result.execution_time = time.perf_counter() - started
-        return result
+        return result, audited
+
+    def _audit(self, tests: list[DataTest], staged: dict[str, str]) -> list[NodeResult]:
+        results: list[NodeResult] = []
+        for test in tests:
+            if any(r.status == "error" for r in results):
+                # A test that could not run aborts the transaction on some engines.
+                results.append(NodeResult(test.name, "test", "skipped", relation=", ".join(test.attached_to),
+                                          message="skipped: an earlier test of the audit could not run"))
+                continue
+            self.reporter.start(self.index + len(results) + 1, self.total, "test", test.name)
+            results.append(self._test_result(test, staged))
+        return results
 
     def _error_message(self, node: Node, exc: Exception) -> str:
         if isinstance(exc, TierpoolError):
@@ -231,8 +295,6 @@ class _Run:
             self.blocked.setdefault(child, reason)
 
     def _run_test(self, test: DataTest, required: set[str]) -> None:
-        from tierpool.core.execute_tests import run_data_test
-
         self.index += 1
         failed = sorted(n for n in required if self.status.get(n) != "success")
         if failed:
@@ -243,21 +305,40 @@ class _Run:
             )
             self._record(result)
             return
-        key = self.state.test_key(test)
-        if self.state.test_unchanged(test, key):
-            relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
-            self._record(NodeResult(test.name, "test", "pass", message=UNCHANGED, relation=relation,
-                                    failures=0, unchanged=True))
-            return
         self.reporter.start(self.index, self.total, "test", test.name)
-        try:
-            result = run_data_test(self.session.open(), test)
-        except TierpoolError as exc:  # e.g. the database is locked or missing
-            result = NodeResult(test.name, "test", "error", message=str(exc))
-        self.state.record_test(test, key, result.status)
+        result = self._test_result(test)
         if result.status == "fail":
             owner = self.project.relation_owner
             for rel in test.attached_to:
                 if rel in owner:
                     self._block_downstream(owner[rel], f"skipped: test {test.name} failed")
         self._record(result)
+
+    def _test_result(self, test: DataTest, staged: dict[str, str] | None = None) -> NodeResult:
+        """Run one test (or take its last pass when nothing it reads changed)."""
+        from tierpool.core.execute_tests import run_data_test
+
+        key = self.state.test_key(test)
+        if self.state.test_unchanged(test, key):
+            relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
+            return NodeResult(test.name, "test", "pass", message=UNCHANGED, relation=relation,
+                              failures=0, unchanged=True)
+        try:
+            result = run_data_test(self.session.open(), test, staged)
+        except TierpoolError as exc:  # e.g. the database is locked or missing
+            result = NodeResult(test.name, "test", "error", message=str(exc))
+        self.state.record_test(test, key, result.status)
+        return result
+
+
+class _AuditFailed(TierpoolError):
+    """Error-severity tests failed on a node's new relations: nothing was published."""
+
+    def __init__(self, node: Node, failed: list[NodeResult]) -> None:
+        names = ", ".join(r.name for r in failed)
+        kept = ", ".join(node.relations)
+        super().__init__(
+            f"not published: {len(failed)} error test(s) failed on the new {kept} ({names}); "
+            f"{'they keep' if len(node.relations) > 1 else 'it keeps'} the previous contents. "
+            "Fix the data or the model, then rebuild."
+        )

@@ -189,3 +189,34 @@ def column_lines(query: exp.Expression, column: str) -> list[int]:
         if normalize_name(col.name) == wanted and "line" in col.this.meta
     }
     return sorted(lines)
+
+
+def read_from(sql: str, names: dict[str, str]) -> str:
+    """``sql`` reading relation ``names[t]`` wherever it reads table ``t``.
+
+    Used to run a data test against a relation staged under another name: the renamed
+    table keeps its old name as alias, so ``t.column`` references still resolve. Scope
+    analysis leaves CTEs of the same name alone.
+
+    >>> read_from("select t.a from t join u using (k)", {"t": "stage_t"})
+    'SELECT t.a FROM stage_t AS t JOIN u USING (k)'
+    """
+    if not names:
+        return sql
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.optimizer.scope import traverse_scope
+
+    wanted = {normalize_name(k): v for k, v in names.items()}
+    tree = sqlglot.parse_one(statement_text(sql), read=DIALECT)
+    for scope in traverse_scope(tree):
+        for source in scope.sources.values():
+            if not _is_named_table(source) or source.db:
+                continue
+            staged = wanted.get(normalize_name(source.name))
+            if staged is None:
+                continue
+            if not source.alias:
+                source.set("alias", exp.TableAlias(this=exp.to_identifier(source.name)))
+            source.set("this", exp.to_identifier(staged))
+    return tree.sql(dialect=DIALECT)
