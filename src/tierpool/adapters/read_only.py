@@ -306,7 +306,7 @@ def duckdb_lock_down(view_sqls: Iterable[str], root: Path) -> list[str]:
 
 
 def _open(path: Path, root: Path, wait_s: float) -> Any:
-    from tierpool.adapters.duckdb_adapter import connect
+    from tierpool.adapters.duckdb_sql import connect
 
     # A config of its own: DuckDB shares one database instance per file and config in a
     # process, so these settings never leak into another connection of this process.

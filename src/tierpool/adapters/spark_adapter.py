@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlglot import exp
 
 from tierpool.adapters import csv_seed, spark_dialect
 from tierpool.adapters.base import (
@@ -34,12 +33,12 @@ from tierpool.adapters.base import (
     FrameOutput,
     QueryResult,
     Schema,
-    bad_cast_error,
     check_output_columns,
     frame_shape,
     strip_sql,
 )
 from tierpool.adapters.spark_audit import StagedPublish
+from tierpool.adapters.spark_frames import cast_select, spark_type, to_arrow
 from tierpool.adapters.spark_session import friendly_error, get_session, quote
 from tierpool.errors import ConfigError, DatabaseError, ModelError, SqlError
 
@@ -47,20 +46,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tierpool.core.config import SparkOutput, Target
-    from tierpool.core.nodes import Column, Node
+    from tierpool.core.nodes import Node
 
 STAGE_PREFIX = "__tierpool_stage_"
 VIEW_STAGE_PREFIX = "__tierpool_vstage_"
 _FUNCTIONS_PROPERTY = "tierpool.functions"
 _TEMP_FUNCTION = re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\s+FUNCTION", re.I)
-
-
-def spark_type(duckdb_type: str) -> str:
-    """A declared (DuckDB) column type in Spark SQL, e.g. VARCHAR -> STRING."""
-    built = exp.DataType.build(duckdb_type, dialect="duckdb")
-    if built.this == exp.DataType.Type.TIMESTAMP:
-        return "TIMESTAMP_NTZ"  # DuckDB's TIMESTAMP has no time zone
-    return built.sql(dialect="spark")
 
 
 class SparkAdapter(Adapter):
@@ -356,7 +347,7 @@ class SparkAdapter(Adapter):
             (the staged table, or None when an append output has no row; rows written).
         """
         name, columns = output.name, output.columns
-        table = _to_arrow(output.data)
+        table = to_arrow(output.data)
         got, n_rows = frame_shape(table)
         if output.materialized == "append" and n_rows == 0:
             return None, 0
@@ -365,32 +356,12 @@ class SparkAdapter(Adapter):
         view = f"__tierpool_output_{name}"
         self._from_arrow(table).createOrReplaceTempView(view)
         try:
-            select = self._cast_select(name, view, got, columns)
+            select = cast_select(self.session(), name, view, got, columns)
             if output.materialized == "append" and kind == "table":
                 return self._merged_stage(name, select, output.unique_key)
             return self._stage(name, select), n_rows
         finally:
             self.session().catalog.dropTempView(view)
-
-    def _cast_select(self, output: str, view: str, got: list[str], columns: Sequence[Column]) -> str:
-        if not columns:
-            return f"SELECT * FROM {view}"
-        actual = {c.lower(): c for c in got}
-        parts = []
-        for col in columns:
-            ident = quote(actual[col.name.lower()])
-            if not col.type:
-                parts.append(f"{ident} AS {quote(col.name)}")
-                continue
-            target = spark_type(col.type)
-            bad = self.session().sql(
-                f"SELECT CAST({ident} AS STRING) FROM {view} WHERE {ident} IS NOT NULL"
-                f" AND try_cast({ident} AS {target}) IS NULL LIMIT 1"
-            ).collect()
-            if bad:
-                raise bad_cast_error(output, col.name, bad[0][0], col.type)
-            parts.append(f"CAST({ident} AS {target}) AS {quote(col.name)}")
-        return f"SELECT {', '.join(parts)} FROM {view}"
 
     def _create_empty(self, output: FrameOutput) -> None:
         if output.columns and all(c.type for c in output.columns):
@@ -438,11 +409,3 @@ class SparkAdapter(Adapter):
 
     def read_frame(self, relation: str) -> pd.DataFrame:
         return self.read_arrow(relation).to_pandas()
-
-
-def _to_arrow(data: Any) -> Any:
-    import pyarrow as pa
-
-    if isinstance(data, pa.Table):
-        return data
-    return pa.Table.from_pandas(data, preserve_index=False)
