@@ -86,3 +86,19 @@ def test_statement_text_drops_trailing_semicolon_and_comment() -> None:
 def test_column_lines() -> None:
     query = parse_select("select a,\n  b\nfrom t\nwhere B > 1", "m.sql")
     assert column_lines(query, "b") == [2, 4]
+
+
+def test_read_from_reads_staged_relations_and_keeps_qualified_columns() -> None:
+    import duckdb
+
+    from tierpool.core.sql import read_from
+
+    sql = ("with models as (select * from models where total > 0) "
+           "select models.id from models join families f on f.id = models.fid")
+    staged = read_from(sql, {"models": "__stage_models", "families": "__stage_families"})
+    con = duckdb.connect()
+    con.execute("create table __stage_models as select 1 as id, 'a' as fid, 5 as total")
+    con.execute("create table __stage_families as select 'a' as id")
+    # Only the staged tables exist: the query must read them, CTE name and aliases intact.
+    assert con.execute(staged).fetchall() == [(1,)]
+    assert read_from(sql, {}) == sql
