@@ -167,9 +167,11 @@ def test_each_kind_of_bad_row_lands_in_rejected_rows(built: Built) -> None:
     assert as_set(rejected) == as_set(expected[["source", "indicator", "request_id", "reason"]])
     kinds = set(zip(rejected["source"], rejected["reason"]))
     for kind in [("tier2_estimates", r) for r in ("non_positive_value", "non_finite_value", "unknown_model",
-                                                   "unknown_region", "duplicate_key")] + \
+                                                   "unknown_region", "duplicate_key", "unknown_indicator",
+                                                   "out_of_range")] + \
                 [("tier3_measurements", r) for r in ("non_positive_value", "non_finite_value", "duplicate_key",
-                                                      "no_tier2_match")]:
+                                                      "no_tier2_match", "unknown_indicator", "out_of_range",
+                                                      "constant_series")]:
         assert kind in kinds
     assert f"{len(expected)} rows" in built.output.split("model rejected_rows")[1].splitlines()[0]
 

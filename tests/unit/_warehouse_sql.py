@@ -60,7 +60,7 @@ def yml_models(project: Path = REPO) -> dict[str, dict]:
 
 
 FIT_OUTPUTS = ("posterior_families", "posterior_models", "posterior_region_classes",
-               "posterior_regions", "posterior_predictive", "fit_runs", "methodology_releases")
+               "posterior_regions", "posterior_predictive", "fit_runs", "methodology_releases", "fit_decision")
 
 
 def create_fit_outputs(con: duckdb.DuckDBPyConnection, project: Path = REPO) -> None:

@@ -39,7 +39,8 @@ def test_each_bad_row_lands_in_rejected_rows_with_its_reason(demo):
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     assert set(got.reason) == {
         "non_positive_value", "non_finite_value", "missing_value", "unknown_model",
-        "unknown_region", "duplicate_key", "no_tier2_match", "tier2_rejected"}
+        "unknown_region", "duplicate_key", "no_tier2_match", "tier2_rejected",
+        "unknown_indicator", "out_of_range", "constant_series"}
 
 
 def test_every_input_row_is_staged_or_rejected(demo):
@@ -207,14 +208,17 @@ def test_prior_unseen_family_and_class_fall_back_to_the_prior(fitted):
     assert p.dispersion == pytest.approx(0.5 * math.sqrt(2 / math.pi))
 
 
-def test_fit_gate_fails_only_when_the_latest_fit_is_rejected(fitted):
-    failing = w.singular_test(fitted, "fit_gate")
-    assert list(failing.fit_id) == ["2026Q3"]
-    con = duckdb.connect()
-    w.create_fit_outputs(con)
-    _posterior(con, "fit_runs", [{"fit_id": "2026Q2", "indicator": "energy_wh", "status": "published",
-                                  "finished_at": pd.Timestamp("2026-07-02")}])
-    assert w.singular_test(con, "fit_gate").empty
+def test_fit_gate_fails_only_the_build_that_made_the_rejected_fit(fitted):
+    # issue 10 item 7; the full matrix is in test_gate_semantics.py
+    _posterior(fitted, "fit_decision", [{"indicator": "energy_wh", "fit_id": "2026Q3", "action": "fitted",
+                                         "status": "rejected", "decided_at": pd.Timestamp("2026-10-02")}])
+    w.build(fitted, only={"fit_gate_status"})
+    assert list(w.singular_test(fitted, "fit_gate").fit_id) == ["2026Q3"]
+    fitted.execute("update fit_decision set action = 'reused'")
+    w.build(fitted, only={"fit_gate_status"})
+    assert w.singular_test(fitted, "fit_gate").empty
+    assert list(w.singular_test(fitted, "fit_gate_rejected_fits").rejected_fit_id) == ["2026Q3"]
+    fitted.execute("delete from fit_decision")
 
 
 def test_yml_declares_every_sql_model_column_with_its_type(demo, fitted):

@@ -125,9 +125,10 @@ def test_bad_rows_of_every_kind(data):
     reasons = data.expected_rejections.groupby("source").reason.agg(set)
     assert reasons["tier2_estimates"] == {
         "non_positive_value", "non_finite_value", "missing_value", "unknown_model",
-        "unknown_region", "duplicate_key"}
+        "unknown_region", "duplicate_key", "unknown_indicator", "out_of_range"}
     assert reasons["tier3_measurements"] == {
-        "non_positive_value", "non_finite_value", "no_tier2_match", "duplicate_key", "tier2_rejected"}
+        "non_positive_value", "non_finite_value", "no_tier2_match", "duplicate_key", "tier2_rejected",
+        "unknown_indicator", "out_of_range", "constant_series"}
     est = data.tier2_estimates.estimate
     assert est.isna().sum() >= 1  # a NULL estimate (missing value) ...
     assert np.isnan(est.dropna().astype(float)).sum() >= 1  # ... is not the NaN one

@@ -58,6 +58,7 @@ class SynthData:
 
     Attributes:
         families, models, region_classes, regions: the reference tables (DESIGN §4).
+        indicators: the indicator catalogue (unit and plausible range per indicator).
         tier2_estimates, tier3_measurements: the facts, bad rows included (at the end);
             value columns are Arrow-backed floats so NULL and NaN stay distinct.
         truth: ``truth_families``, ``truth_models``, ``truth_region_classes``,
@@ -74,12 +75,14 @@ class SynthData:
     tier3_measurements: pd.DataFrame
     truth: dict[str, pd.DataFrame] = field(default_factory=dict)
     expected_rejections: pd.DataFrame = field(default_factory=pd.DataFrame)
+    indicators: pd.DataFrame = field(default_factory=cat.indicators_frame)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """Reference and fact tables by their warehouse name."""
         return {
             "families": self.families, "models": self.models,
             "region_classes": self.region_classes, "regions": self.regions,
+            "indicators": self.indicators,
             "tier2_estimates": self.tier2_estimates,
             "tier3_measurements": self.tier3_measurements,
         }
@@ -168,7 +171,7 @@ def _write_csv(frame: pd.DataFrame | pa.Table, path: Path) -> None:
 def _write_reference(project: Path, seed: int) -> None:
     for name, frame in [("families", cat.families_frame()), ("models", cat.models_frame()),
                         ("region_classes", cat.region_classes_frame()),
-                        ("regions", cat.regions_frame())]:
+                        ("regions", cat.regions_frame()), ("indicators", cat.indicators_frame())]:
         _write_csv(frame, project / "seeds" / f"{name}.csv")
     for name, frame in truth_frames(_truths(seed)).items():
         _write_csv(frame, project / "truth" / f"{name}.csv")

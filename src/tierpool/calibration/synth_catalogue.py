@@ -137,7 +137,23 @@ REGIONS: tuple[tuple[str, str, str, float], ...] = (
     ("gcp-southamerica-east1", "Google Cloud", "latam-hydro", 1.20),
 )
 
-INDICATORS: tuple[str, ...] = ("energy_wh", "gco2e")
+# The indicator catalogue (seed ``indicators``): indicator, unit, plausible range
+# [min_value, max_value] of one request's value, description. Staging rejects a fact row
+# whose indicator is not listed ('unknown_indicator') or whose value lies outside the range
+# ('out_of_range'); see docs/data-contract.md. The ranges bound the physically POSSIBLE,
+# not the usual, so heavy-tailed but real rows are never cut: one request uses from
+# ~1e-7 Wh (one token of a 1B model) to ~1e5 Wh (an hour on a multi-node deployment),
+# and the bounds leave five orders of magnitude each side. gCO2e = energy x grid
+# intensity (~0.005 to ~1.2 g/Wh), with the same margin. What they catch: overflow and
+# sentinel values (1e300, 3.4e38, 1.8e308), denormal garbage (5e-324), unit blunders of
+# many orders of magnitude.
+INDICATOR_CATALOGUE: tuple[tuple[str, str, float, float, str], ...] = (
+    ("energy_wh", "Wh", 1e-12, 1e10,
+     "Energy of one inference request, watt-hours (including datacentre overhead, PUE)."),
+    ("gco2e", "gCO2e", 1e-15, 1e10,
+     "Greenhouse-gas emissions of one inference request, grams of CO2 equivalent."),
+)
+INDICATORS: tuple[str, ...] = tuple(row[0] for row in INDICATOR_CATALOGUE)
 
 # Tier-3 coverage, per model, as (plan, value): ("none", 0) never measured; ("few", k)
 # exactly k measured requests; ("rate", p) each request measured with probability p.
@@ -192,3 +208,9 @@ def region_classes_frame() -> pd.DataFrame:
 def regions_frame() -> pd.DataFrame:
     """The ``regions`` reference table."""
     return pd.DataFrame([row[:3] for row in REGIONS], columns=["region_id", "provider", "region_class_id"])
+
+
+def indicators_frame() -> pd.DataFrame:
+    """The ``indicators`` catalogue: unit and plausible range of each indicator."""
+    return pd.DataFrame(INDICATOR_CATALOGUE,
+                        columns=["indicator", "unit", "min_value", "max_value", "description"])

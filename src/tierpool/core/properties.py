@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from tierpool.core.data_tests import canonical_kind, check_test_args
 from tierpool.core.nodes import Column, TestSpec
