@@ -1,8 +1,9 @@
 """The quarterly hierarchical fit (DESIGN §5-§6): thin glue over tierpool's fit library.
 
 Reads the per-quarter residual cells, fits each indicator (or reuses the recorded fit when its
-cells, code and settings are unchanged) and returns the posterior tables. All outputs are
-`append` tables keyed by fit_id, so the fit history accumulates.
+cells, code and settings are unchanged) and returns the posterior tables. All outputs but
+`fit_decision` are `append` tables keyed by fit_id, so the fit history accumulates; `fit_decision`
+says what this run did (fitted or reused), for the gate.
 """
 
 outputs = (
@@ -13,6 +14,7 @@ outputs = (
     "posterior_predictive",
     "fit_runs",
     "methodology_releases",
+    "fit_decision",
 )
 
 

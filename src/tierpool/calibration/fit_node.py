@@ -2,8 +2,12 @@
 
 The node always records what it did: a new fit appends its posterior tables and one
 ``fit_runs`` row per indicator (published or rejected); a reused fit appends nothing and says
-"reused fit X". Rejected fits are recorded but never released: the gate data test
-(tests/data/fit_gate.sql) fails the build, and ``priors`` keeps the previous published fit.
+"reused fit X". Either way ``fit_decision`` (a table, replaced every run) says what this run did.
+Rejected fits are recorded but never released: the gate data test (tests/data/fit_gate.sql, on
+the view fit_gate_status) fails the build that made the rejected fit; later builds serve the
+previous published fit and pass with a warning naming it (tests/data/fit_gate_rejected_fits.sql).
+Draws are written under target/fits/.pending/ and moved into place once the rows are committed
+(``fit_files.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from tierpool.calibration.fit_files import pending_dir, reconcile
 from tierpool.calibration.lifecycle import (
     cells_in_window,
     code_fingerprint,
@@ -44,6 +49,8 @@ def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[
         ModelError: No residuals inside the window.
     """
     settings = read_settings(ctx.vars, ctx.options, ctx.progress)
+    previous_runs = ctx.previous("fit_runs")
+    reconcile(ctx.target_dir, previous_runs)  # draws of a run killed after its commit, orphans
     quarter = settings.fit_quarter()
     cells = cells_in_window(quarterly_cells, quarter.window_end)
     if cells.empty:
@@ -54,14 +61,31 @@ def run_calibration_fit(ctx: Any, quarterly_cells: pd.DataFrame, outputs: tuple[
     # ctx.path is the display path, relative to the project: resolve it, as the build may run elsewhere.
     code = code_fingerprint([Path(ctx.project_dir) / ctx.path] if ctx.path else [])
     fingerprint = data_fingerprint(cells, settings.fingerprint_settings(), code)
-    decision = decide_fit(ctx.previous("fit_runs"), fingerprint, quarter, refit=settings.refit, fit_id=settings.fit_id)
+    decision = decide_fit(previous_runs, fingerprint, quarter, refit=settings.refit, fit_id=settings.fit_id)
     ctx.message = decision.message
     if decision.reuse:
-        return {name: pd.DataFrame() for name in outputs}
+        frames = {"fit_decision": _decision_rows(previous_runs, decision.fit_id)}
+        if (frames["fit_decision"]["status"] == "rejected").any():
+            ctx.message += "; the gate rejected it, so the previous published fit stays in force (refit with --refit)"
+        return {name: frames.get(name, pd.DataFrame()) for name in outputs}
     ctx.log(f"fitting {decision.fit_id}: {len(cells)} cells, {int(cells['n'].sum())} residuals measured before {quarter.window_end}")
     rows = _student_t_rows(heavy_tail_rows, settings, quarter.window_end)
     frames = _fit_and_publish(ctx, cells, settings, decision.fit_id, fingerprint, quarter.window_end, rows)
+    frames["fit_decision"] = _decision_rows(frames["fit_runs"], decision.fit_id, action="fitted")
     return {name: frames.get(name, pd.DataFrame()) for name in outputs}
+
+
+def _decision_rows(runs: pd.DataFrame | None, fit_id: str, action: str = "reused") -> pd.DataFrame:
+    """``fit_decision``: per indicator, the fit this run made or reused and its status."""
+    cols = ["indicator", "fit_id", "action", "status", "reason", "decided_at"]
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=cols)
+    mine = runs[runs["fit_id"].astype(str) == fit_id]
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return pd.DataFrame({
+        "indicator": mine["indicator"].astype(str).to_numpy(), "fit_id": fit_id, "action": action,
+        "status": mine["status"].astype(str).to_numpy(), "reason": mine["reason"].to_numpy(), "decided_at": now,
+    }, columns=cols)
 
 
 def _student_t_rows(rows: pd.DataFrame | None, settings: CalibrationSettings, window_end: Any) -> pd.DataFrame | None:
@@ -87,18 +111,23 @@ def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSetting
 
     from tierpool.fit import FitSettings, GateThresholds, default_spec, fit_hierarchical
 
-    spec = default_spec(global_level=settings.global_level)
+    spec = replace(default_spec(global_level=settings.global_level), resolution=settings.resolution)
     if settings.student_t_families:
         spec = replace(spec, student_t_families=settings.student_t_families)
     fit_settings = FitSettings(progress=settings.progress, **settings.sampler)
     thresholds = GateThresholds(**settings.gate)
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     results = {}
+    draws = pending_dir(ctx.target_dir, fit_id, started)
     for indicator in sorted(cells["indicator"].unique()):
         part = cells[cells["indicator"] == indicator].drop(columns=["indicator"])
         part_rows = None if rows is None else rows[rows["indicator"] == indicator]
-        result = fit_hierarchical(part, spec, fit_settings, thresholds=thresholds, rows=part_rows)
-        result.save(Path(ctx.target_dir) / "fits" / fit_id / f"{indicator}.nc")
+        try:
+            result = fit_hierarchical(part, spec, fit_settings, thresholds=thresholds, rows=part_rows)
+        except Exception as exc:  # every fit error names its indicator (FitError, numerical failures)
+            raise ModelError(f"hierarchical_fit: fit {fit_id}, indicator {indicator!r} "
+                             f"({len(part)} cells, {int(part['n'].sum())} residuals): {exc}") from exc
+        result.save(draws / f"{indicator}.nc")
         ctx.log(f"{indicator}: max r_hat {result.gate.max_r_hat:.4f}, min ess_bulk {result.gate.min_ess_bulk:.0f}, divergences {result.gate.divergences}")
         results[indicator] = result
     finished = datetime.now(timezone.utc).replace(tzinfo=None)

@@ -97,7 +97,10 @@ def decide_fit(
         raise ConfigError(f"fit_id '{fit_id}' is already recorded in fit_runs: pass --refit to replace it, or choose another --fit-id")
     same = runs[runs["fingerprint"] == fingerprint]
     if not refit and fit_id is None and not same.empty:
-        latest = same.sort_values("finished_at").iloc[-1]
+        # a published fit of the same inputs wins over a later rejected one (e.g. a refit judged
+        # by a stricter gate): it is the fit in force, and later builds keep serving it
+        published = (same["status"] == "published") if "status" in same else pd.Series(True, index=same.index)
+        latest = same.assign(_pub=published.astype(int)).sort_values(["_pub", "finished_at"]).iloc[-1]
         status = latest.get("status", "published")
         return FitDecision(True, str(latest["fit_id"]), f"reused fit {latest['fit_id']} ({status}); inputs, code and settings unchanged")
     chosen = fit_id or next_fit_id(quarter, existing)

@@ -80,5 +80,6 @@ def fit_run_rows(
 
 def gate_reason(results: dict[str, Any]) -> str | None:
     """Why the fit is rejected (every failing indicator's reasons), or None if all pass."""
-    reasons = [f"{indicator}: {'; '.join(r.gate.reasons)}" for indicator, r in results.items() if not r.gate.passed]
+    reasons = [f"{indicator}: {'; '.join(r.gate.reasons)}" + (f"; {r.gate.drivers}" if r.gate.drivers else "")
+               for indicator, r in results.items() if not r.gate.passed]
     return " | ".join(reasons) if reasons else None

@@ -14,6 +14,11 @@ from tierpool.calibration.quarters import Quarter, last_complete_quarter, parse_
 from tierpool.errors import ConfigError
 
 _SAMPLER_KEYS = ("tune", "draws", "chains", "target_accept", "seed", "sampler")
+_OTHER_KEYS = ("gate", "methodology_base_version", "as_of", "quarter", "global_level", "student_t_families", "resolution")
+# Measurement resolution δ of a residual (log scale): each observed residual carries a rounding
+# error of variance δ²/12 (docs/fit.md, "Constant series and the resolution floor"). 1e-3 is the
+# rounding of a measurement recorded to 4 significant digits, at worst.
+DEFAULT_RESOLUTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class CalibrationSettings:
     refit: bool = False
     global_level: bool = False
     student_t_families: tuple[str, ...] = ()
+    resolution: float = DEFAULT_RESOLUTION
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -40,7 +46,7 @@ class CalibrationSettings:
 
     def fingerprint_settings(self) -> dict[str, Any]:
         """Settings that change the fit's result (progress bars and gate thresholds do not)."""
-        out = {**self.sampler, "global_level": self.global_level}
+        out = {**self.sampler, "global_level": self.global_level, "resolution": self.resolution}
         if self.student_t_families:  # only when set, so existing fingerprints are unchanged
             out["student_t_families"] = list(self.student_t_families)
         return out
@@ -49,9 +55,12 @@ class CalibrationSettings:
 def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool = True) -> CalibrationSettings:
     """Merge ``vars.fit`` with CLI options into :class:`CalibrationSettings`."""
     fit = dict(vars_.get("fit") or {})
-    unknown = set(fit) - {*_SAMPLER_KEYS, "gate", "methodology_base_version", "as_of", "quarter", "global_level", "student_t_families"}
+    unknown = set(fit) - {*_SAMPLER_KEYS, *_OTHER_KEYS}
     if unknown:
-        raise ConfigError(f"tierpool_project.yml vars.fit: unknown key(s) {sorted(unknown)}; valid: {sorted({*_SAMPLER_KEYS, 'gate', 'methodology_base_version', 'as_of', 'quarter', 'global_level', 'student_t_families'})}")
+        raise ConfigError(f"tierpool_project.yml vars.fit: unknown key(s) {sorted(unknown)}; valid: {sorted({*_SAMPLER_KEYS, *_OTHER_KEYS})}")
+    resolution = fit.get("resolution", DEFAULT_RESOLUTION)
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not 0 <= resolution < 1:
+        raise ConfigError(f"tierpool_project.yml vars.fit.resolution must be a number in [0, 1) (log-scale measurement resolution), got {resolution!r}")
     t_fams = fit.get("student_t_families") or []
     if isinstance(t_fams, str) or not all(isinstance(f, str) for f in t_fams):
         raise ConfigError(f"tierpool_project.yml vars.fit.student_t_families must be a list of family ids, got {t_fams!r}")
@@ -73,5 +82,6 @@ def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool
         refit=bool(options.get("refit")),
         global_level=bool(fit.get("global_level", False)),
         student_t_families=tuple(sorted(t_fams)),
+        resolution=float(resolution),
         progress=progress and options.get("progress", True) is not False,
     )

@@ -94,9 +94,19 @@ def fit_hierarchical(
     diagnostics = summarise(idata.posterior)  # once, for the tables and the gate
     levels = level_tables(idata, st, pooling, diagnostics)
     predictive = predictive_table(idata, st, settings.seed)
-    gate = evaluate_gate(idata, thresholds, diagnostics)
+    gate = _judge(idata, st, thresholds, diagnostics)
     timings = {**out.timings, "posterior": time.perf_counter() - start, "cache_hit": float(out.cache_hit)}
     return FitResult(idata, levels, predictive, gate, timings, settings, package_versions(), spec, st)
+
+
+def _judge(idata: Any, st: Structure, thresholds: GateThresholds | None, diagnostics: Any) -> GateVerdict:
+    """The gate's verdict; a failed one also names the groups, models and cells driving it."""
+    gate = evaluate_gate(idata, thresholds, diagnostics)
+    if not gate.passed:
+        from tierpool.fit.gate_drivers import describe_drivers
+
+        gate.drivers = describe_drivers(idata, st, diagnostics, thresholds or GateThresholds())
+    return gate
 
 
 def _fit_student_t(st: Structure, rows: pd.DataFrame | None, settings: FitSettings, thresholds: GateThresholds | None) -> FitResult:
@@ -112,7 +122,7 @@ def _fit_student_t(st: Structure, rows: pd.DataFrame | None, settings: FitSettin
     diagnostics = summarise(idata.posterior)  # once, for the tables and the gate
     levels = level_tables(idata, st, pooling, diagnostics)
     predictive = predictive_table(idata, st, settings.seed, student_t.predictive_nu(idata, st, tl))
-    gate = evaluate_gate(idata, thresholds, diagnostics)
+    gate = _judge(idata, st, thresholds, diagnostics)
     timings = {**out.timings, "posterior": time.perf_counter() - start, "cache_hit": float(out.cache_hit)}
     return FitResult(idata, levels, predictive, gate, timings, settings, package_versions(), st.spec, st, tl)
 

@@ -79,13 +79,14 @@ class DensityArrays:
     nms: bool
     constrained: bool
     const: float
+    tau2: float = 0.0  # resolution floor δ²/12 added to σ_m² in the cells' terms (0: none)
 
     def args(self) -> tuple:
         """Positional arguments after ``u`` and before ``grad``."""
         return (self.prior_kind, self.u_lo, self.prior_arg, self.theta_tail, self.kept_parent, self.kept_src,
                 self.kept_mask, self.leaf_parent, self.leaf_src, self.leaf_mask, self.leaf_scale_src,
                 self.add_start, self.n_add, self.add_counts, self.Wc, self.Yc, self.w_tot, self.y_tot, self.YYc,
-                self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const)
+                self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const, self.tau2)
 
 
 def density_arrays(st: Structure) -> DensityArrays:
@@ -105,7 +106,8 @@ def density_arrays(st: Structure) -> DensityArrays:
         spread[m] = 0.5 * float((w[:, None] * w[None, :] * (ybar[:, None] - ybar[None, :]) ** 2).sum())
     assert st.n_theta == n_sampled + 1  # the trailing constant is the only unsampled entry
     u_lo = np.full(n_sampled, U_MIN)
-    if spec.likelihood == "cells_nms":
+    tau2 = spec.resolution_var if spec.likelihood == "cells_nms" else 0.0
+    if spec.likelihood == "cells_nms" and tau2 == 0.0:  # a floor bounds the weights by n/τ²: no pinning
         pinning = (c["Wc"] != 0).sum(1) >= 2
         u_lo[c["leaf_scale_src"][pinning]] = U_MIN_PINNING
     i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
@@ -118,7 +120,7 @@ def density_arrays(st: Structure) -> DensityArrays:
         add_counts=f64(c["add_counts"]), Wc=f64(c["Wc"]), Yc=f64(c["Yc"]), w_tot=f64(c["Wc"].sum(1)),
         y_tot=f64(c["Yc"].sum(1)), YYc=f64(c["YYc"]), spread=f64(spread),
         n_sum=f64(c["n_sum"]), S_sum=f64(c["S_sum"]),
-        nms=spec.likelihood == "cells_nms", constrained=_constrained(st), const=float(st.const),
+        nms=spec.likelihood == "cells_nms", constrained=_constrained(st), const=float(st.const), tau2=float(tau2),
     )
 
 
@@ -164,12 +166,14 @@ def supported(spec: FitSpec) -> bool:
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
               leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot,
-              YYc, spread, n_sum, S_sum, nms, constrained, const, grad):
+              YYc, spread, n_sum, S_sum, nms, constrained, const, tau2, grad):
     """Log density of ``u = log θ`` (scale priors + Jacobian + marginal likelihood); fills ``grad``.
 
     Cells are dense leaf × additive-leaf matrices: weight ``Wc`` (n or 1/se², 0 = no cell) and
     ``Yc`` = weight·mean, with row sums ``w_tot``, ``y_tot``. Returns ``-inf`` (grad untouched) where
-    the location system is not positive definite.
+    the location system is not positive definite. ``tau2`` (δ²/12 ≥ 0) is the resolution floor:
+    the cells' terms use ``s_m = √(σ_m² + tau2)``, and their gradient reaches σ_m through
+    ``∂s/∂σ = σ/s``.
     """
     n_s = u.shape[0]
     for j in range(n_s):
@@ -213,6 +217,8 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
     for m in range(M):
         if nms:
             so = theta[leaf_scale_src[m]]
+            if tau2 > 0.0:
+                so = math.sqrt(so * so + tau2)
             r[m] = 1.0 / so**2
             lp -= n_sum[m] * math.log(so) + 0.5 * S_sum[m] * r[m]
     d = np.empty(M)
@@ -374,8 +380,9 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
                     n = Wc[m, g]
                     if n != 0.0:
                         ss += n * ((Yc[m, g] / n - mean_m) ** 2 + inv_d + b_cov_b)
-            so = theta[leaf_scale_src[m]]
-            g_theta[leaf_scale_src[m]] += -n_sum[m] / so + ss / so**3
+            sig = theta[leaf_scale_src[m]]
+            so = math.sqrt(sig * sig + tau2) if tau2 > 0.0 else sig
+            g_theta[leaf_scale_src[m]] += (-n_sum[m] / so + ss / so**3) * (sig / so)
 
     # ---- to u = log θ: chain rule plus the log-Jacobian Σu --------------------------------------
     for j in range(n_s):

@@ -36,6 +36,7 @@ class GateVerdict:
     divergences: int = 0
     worst_r_hat: str = ""
     worst_ess_bulk: str = ""
+    drivers: str = ""  # groups, models and cells behind a failure (gate_drivers.describe_drivers)
 
 
 def _label(ds: Any, var: str, flat_index: int) -> str:

@@ -2,7 +2,8 @@
 
 Given θ, all locations ``x`` are jointly Gaussian a priori (precision ``P``) and the cell
 likelihood is Gaussian in ``x`` (``L = Σ w a aᵀ``, ``h = Σ w·mean·a``, ``a`` = indicator of the
-cell's model and region, ``w = n/σ_m²`` or ``1/se²``). Hence
+cell's model and region, ``w = n/σ_m²`` or ``1/se²``; with a resolution floor δ every σ_m in the
+cells' terms is ``√(σ_m² + δ²/12)``). Hence
 
     log p(cells | θ) = ½log|P| − ½log|P+L| + ½ hᵀ(P+L)⁻¹h − ½Σ w·mean² [− Σ n lnσ − Σ S/(2σ²)] + c
 
@@ -53,6 +54,8 @@ def constant_arrays(st: Structure) -> dict[str, np.ndarray]:
         "add_counts": st.add_counts,
     }
     out.update({k: np.asarray(v, dtype=float) for k, v in st.data.items()})
+    if st.spec.likelihood == "cells_nms" and st.spec.resolution > 0:
+        out["tau2"] = np.asarray(st.spec.resolution_var)  # δ²/12 added to σ² in the cells' likelihood
     return out
 
 
@@ -94,6 +97,8 @@ def assemble(theta: Any, c: dict[str, Any], likelihood: str, constrained: bool, 
         logdet_prior = logdet_prior + 0.5 * xp.log(var_sum / c["R"].shape[0])
     if likelihood == "cells_nms":
         s_own = theta[..., c["leaf_scale_src"]]
+        if "tau2" in c:  # resolution floor: the observed residual's sd is √(σ² + δ²/12)
+            s_own = (s_own**2 + c["tau2"]) ** 0.5
         r = 1.0 / s_own**2
         data_terms = -(c["n_sum"] * xp.log(s_own)).sum(-1) - 0.5 * (c["S_sum"] * r).sum(-1)
         data_terms = data_terms - 0.5 * (c["YYc"] * r).sum(-1)
@@ -280,7 +285,7 @@ def _reduced_np(theta: np.ndarray, lay: _NumpyLayout) -> tuple[np.ndarray, ...]:
     c, K, nb = lay.c, lay.K, theta.shape[0]
     q_kept = c["kept_mask"] / theta[:, c["kept_src"]] ** 2
     q_leaf = c["leaf_mask"] / theta[:, c["leaf_src"]] ** 2
-    r = 1.0 / theta[:, c["leaf_scale_src"]] ** 2 if lay.nms else np.ones_like(q_leaf)
+    r = 1.0 / (theta[:, c["leaf_scale_src"]] ** 2 + c.get("tau2", 0.0)) if lay.nms else np.ones_like(q_leaf)
     d = q_leaf + r * lay.W_sum
     hM = r * lay.Y_sum
     hd = hM / d

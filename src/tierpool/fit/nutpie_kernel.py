@@ -29,7 +29,7 @@ def nutpie_model(st: Structure):
     n_dim = len(a.prior_kind)
     (prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
      leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot, YYc,
-     spread, n_sum, S_sum, nms, constrained, const) = a.args()
+     spread, n_sum, S_sum, nms, constrained, const, tau2) = a.args()
     f64p = numba.types.CPointer(numba.types.double)
 
     def logp_c(dim, x_, out_, logp_, _user_data):
@@ -40,7 +40,7 @@ def nutpie_model(st: Structure):
         value = logp_grad(x, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
                           leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
                           add_counts, Wc, Yc, w_tot, y_tot, YYc, spread, n_sum, S_sum,
-                          nms, constrained, const, out)
+                          nms, constrained, const, tau2, out)
         numba.carray(logp_, (1,))[0] = value
         if not np.isfinite(value):
             return 4  # nutpie: a non-finite density (treated as a divergence)

@@ -124,6 +124,8 @@ class _Ctx:
     def noise(self, sd: np.ndarray | None, shape: tuple[int, ...], nu: np.ndarray | None = None) -> np.ndarray | float:
         if sd is None:
             return 0.0
+        if self.spec.resolution > 0:  # a new *observed* residual carries the resolution error too
+            sd = np.sqrt(sd**2 + self.spec.resolution_var)
         z = self.rng.standard_normal(shape)
         if nu is not None and np.isfinite(nu).any():  # Student-t: z / sqrt(χ²_ν / ν)
             nu_b = np.broadcast_to(nu.reshape(self.B, *([1] * (len(shape) - 1))), shape)

@@ -94,6 +94,12 @@ class FitSpec:
         nu_prior: ``(alpha, beta)`` of the Gamma prior on each t-family's ν (Juárez & Steel
             2010: Gamma(2, 0.1), mean 20, mode 10).
         row_col: Column of the rows frame holding the residual.
+        resolution: Measurement resolution δ of a residual (``cells_nms`` only; same units as
+            the residual, here the log scale). Each observed residual is the true one plus a
+            rounding error uniform on ±δ/2, taken as Normal(0, δ²/12) (Sheppard), so the cell
+            likelihood uses the sd ``√(σ² + δ²/12)``. 0 (default) is the verbatim model; δ > 0
+            keeps the posterior proper when a model's residuals are all equal (S = 0, see
+            docs/fit.md "Constant series and the resolution floor").
     """
 
     main: Side
@@ -108,6 +114,12 @@ class FitSpec:
     student_t_families: tuple[str, ...] = ()
     nu_prior: tuple[float, float] = (2.0, 0.1)
     row_col: str = "residual"
+    resolution: float = 0.0
+
+    @property
+    def resolution_var(self) -> float:
+        """δ²/12: the variance a resolution-δ rounding adds to every observed residual."""
+        return float(self.resolution) ** 2 / 12.0
 
     def all_levels(self) -> list[Level]:
         """Main-side levels then additive-side levels, top to leaf."""
@@ -205,6 +217,10 @@ def validate_spec(spec: FitSpec) -> None:
                 raise FitError(f"fit spec: level {lv.name!r}: top_scale must be > 0")
     if spec.student_t_families:
         _validate_student_t(spec)
+    if not (np.isfinite(spec.resolution) and spec.resolution >= 0):
+        raise FitError(f"fit spec: resolution must be a finite number >= 0, got {spec.resolution!r}")
+    if spec.resolution > 0 and spec.likelihood != "cells_nms":
+        raise FitError("fit spec: resolution applies to the cells_nms likelihood (cells with a known se already carry their error)")
     if spec.main.sum_to_zero:
         raise FitError("fit spec: sum_to_zero belongs on the additive side; the main side carries the level")
     if spec.additive and spec.additive.sum_to_zero:
@@ -266,10 +282,32 @@ def _check_stats(out: pd.DataFrame, spec: FitSpec) -> None:
             raise FitError(f"cells column {spec.n_col!r} must be positive (drop empty cells)")
         if (out[spec.s_col] < 0).any():
             raise FitError(f"cells column {spec.s_col!r} (sum of squared deviations) must be >= 0")
-        if float(out[spec.s_col].sum()) <= 0:
-            raise FitError("all cells have S = 0: the residual sd cannot be estimated")
+        if spec.resolution == 0:
+            _check_constant_series(out, spec)
     elif (out[spec.se_col] <= 0).any():
         raise FitError(f"cells column {spec.se_col!r} (standard error) must be positive")
+
+
+def _check_constant_series(out: pd.DataFrame, spec: FitSpec) -> None:
+    """Without a resolution floor, a leaf whose residuals are all equal has an improper posterior.
+
+    For such a leaf (S = 0 in every cell, more rows than cells) the marginal likelihood grows
+    like σ^-(Σ(n_c - 1)) as σ → 0, which no proper prior on σ offsets. "All equal" allows for the
+    rounding of S in SQL sums: a within-leaf sd below 1e-9 (relative to the cell means, if larger).
+    """
+    leaf = spec.main.leaf.column
+    frame = out.assign(_abs=out[spec.mean_col].abs())
+    per = frame.groupby(leaf).agg(S=(spec.s_col, "sum"), n=(spec.n_col, "sum"), cells=(spec.n_col, "size"),
+                                  scale=("_abs", "max"))
+    tiny = per["S"] <= per["n"] * (1e-9 * np.maximum(per["scale"], 1.0)) ** 2
+    bad = per[tiny & (per["n"] > per["cells"])]
+    if len(bad):
+        shown = ", ".join(f"{gid} ({int(r.n)} rows in {int(r.cells)} cell(s))" for gid, r in bad.head(5).iterrows())
+        raise FitError(
+            f"{spec.main.leaf.name}(s) with constant residuals (S = 0): {shown}; their residual sd has an improper "
+            "posterior at 0. Quarantine the series (a telemetry fault) or fit with a measurement resolution > 0 "
+            "(FitSpec.resolution, vars.fit.resolution)"
+        )
 
 
 def _check_nesting(out: pd.DataFrame, spec: FitSpec) -> None:

@@ -194,6 +194,8 @@ def t_loglik_pt(theta: Any, x_t: Any, z_r: Any, nu: Any, c: dict[str, Any], t: d
     # per-model constants once, then one elementwise log1p per row (cheaper to compile than pm.logp)
     nu_m = nu[t["t_nu"]]
     s_m = theta[c["leaf_scale_src"][t["t_leaf"]]]
+    if "tau2" in c:  # resolution floor, as in the Gaussian cells (a moment match for the t)
+        s_m = (s_m**2 + c["tau2"]) ** 0.5
     n_m = t["n_rows"]
     norm = gammaln((nu_m + 1) / 2) - gammaln(nu_m / 2) - 0.5 * pt.log(nu_m * math.pi) - pt.log(s_m)
     nu_r = nu_m[t["row_t"]]
@@ -348,7 +350,7 @@ def _pooling_t(theta: np.ndarray, nu: np.ndarray, st: Structure, tl: TLayout) ->
     a = assemble(theta, c, "cells_nms", _constrained(st), _numpy_ops())
     out = a.q_leaf / a.d
     n_t = np.bincount(tl.row_t, minlength=len(tl.t_leaf)).astype(float)
-    s = theta[:, c["leaf_scale_src"][tl.t_leaf]]
+    s = np.sqrt(theta[:, c["leaf_scale_src"][tl.t_leaf]] ** 2 + c.get("tau2", 0.0))
     nu_t = nu[:, tl.t_nu]
     info = n_t * (nu_t + 1) / ((nu_t + 3) * s**2)
     q = a.q_leaf[:, tl.t_leaf]
