@@ -202,6 +202,9 @@ def spark(tmp_path_factory):
     for statement in SESSION_SQL:
         session.sql(statement)
     yield session
+    for row in session.sql("SHOW USER FUNCTIONS").collect():  # may become the active session
+        if row[0].startswith("tierpool_"):
+            session.sql(f"DROP TEMPORARY FUNCTION IF EXISTS {row[0]}")
     if active is None:
         base.stop()  # a later test starts the session it needs
 
@@ -492,6 +495,21 @@ FIT_OUTPUTS = {  # deterministic stand-ins for hierarchical_fit's outputs, cover
             as f(fit_id, status, reason, max_r_hat, finished_at)""",
     "methodology_releases": "select '1.4.3' as version, '2026Q2' as fit_id, "
     "timestamp '2026-07-02 11:00:00' as released_at",
+    # this build fitted the rejected refit for one indicator and reused the published fit for
+    # the other: both branches of fit_gate_status
+    "fit_decision": """
+        select indicator, case when indicator = min(indicator) over () then '2026Q2-r2'
+                               else '2026Q2' end as fit_id,
+            case when indicator = min(indicator) over () then 'fitted' else 'reused' end as action,
+            case when indicator = min(indicator) over () then 'rejected' else 'published' end
+                as status,
+            case when indicator = min(indicator) over () then 'max r_hat 1.2' end as reason,
+            timestamp '2026-07-03 10:00:00' as decided_at
+        from (select distinct indicator from residual_cells_by_quarter)""",
+    "fit_draws": """
+        select '2026Q2' as fit_id, indicator, 'fits/2026Q2/' || indicator || '.nc' as path,
+            true as present
+        from (select distinct indicator from residual_cells_by_quarter)""",
     "posterior_models": """
         select '2026Q2' as fit_id, c.indicator, c.model_id, any_value(c.family_id) as family_id,
             p.parameter,

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 STAGE_PREFIX = "__tierpool_stage_"
 VIEW_STAGE_PREFIX = "__tierpool_vstage_"
 _FUNCTIONS_PROPERTY = "tierpool.functions"
+_FUNCTION_CALL = re.compile(r"\b(tierpool_\w+)\s*\(")
 _TEMP_FUNCTION = re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\s+FUNCTION", re.I)
 
 
@@ -114,6 +115,10 @@ class SparkAdapter(Adapter):
         write each, so a hash of their text is kept as a database property and they are
         only recreated when it changes.
         """
+        # Calls between the functions name this database: a temporary function of the same
+        # name in the session (it shadows persistent ones) must not be captured.
+        statements = [_FUNCTION_CALL.sub(lambda m: f"{quote(self.schema)}.{m.group(1)}(", s)
+                      for s in statements]
         digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
         rows = spark.sql(f"DESCRIBE DATABASE EXTENDED {quote(self.schema)}").collect()
         properties = next((str(r[1]) for r in rows if str(r[0]).lower() == "properties"), "")
