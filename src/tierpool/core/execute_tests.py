@@ -38,6 +38,57 @@ def describe_rule(test: DataTest) -> str:
     return f"{rule} where {spec.where}" if spec.where else rule
 
 
+def run_data_tests(
+    adapter: Adapter, tests: list[DataTest], staged: dict[str, str] | None = None
+) -> list[NodeResult]:
+    """Run several data tests; engines with a high per-query cost count them in one query.
+
+    If the combined query fails, each test runs alone so the one that cannot run is named.
+    Each test's execution_time is its share of the combined count plus its own examples.
+    """
+    if len(tests) < 2 or not adapter.batches_tests:
+        return [run_data_test(adapter, t, staged) for t in tests]
+    started = time.perf_counter()
+    sqls = [read_from(t.sql, staged or {}) for t in tests]
+    try:
+        counts = adapter.count_each(sqls)
+    except Exception:
+        return [run_data_test(adapter, t, staged) for t in tests]
+    share = (time.perf_counter() - started) / len(tests)
+    results = []
+    for test, sql, failures in zip(tests, sqls, counts, strict=True):
+        result = _result(test)
+        begun = time.perf_counter()
+        try:
+            _record_failures(adapter, test, sql, failures, result)
+        except Exception as exc:
+            _record_error(result, exc)
+        result.execution_time = share + time.perf_counter() - begun
+        results.append(result)
+    return results
+
+
+def _result(test: DataTest) -> NodeResult:
+    relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
+    return NodeResult(name=test.name, kind="test", status="pass", relation=relation)
+
+
+def _record_failures(adapter: Adapter, test: DataTest, sql: str, failures: int, result: NodeResult) -> None:
+    result.failures = failures
+    if failures:
+        examples = adapter.fetch(sql, limit=MAX_EXAMPLES)
+        result.examples = [
+            {c: _jsonable(v) for c, v in zip(examples.columns, row)} for row in examples.rows
+        ]
+        result.status = "warn" if test.severity == "warn" else "fail"
+        result.message = f"{failures} failing row(s) in {result.relation}: {describe_rule(test)}"
+
+
+def _record_error(result: NodeResult, exc: Exception) -> None:
+    result.status = "error"
+    result.message = f"test SQL failed: {str(exc).splitlines()[0]}"
+
+
 def run_data_test(adapter: Adapter, test: DataTest, staged: dict[str, str] | None = None) -> NodeResult:
     """Run one data test and return its result (never raises for SQL errors).
 
@@ -48,23 +99,11 @@ def run_data_test(adapter: Adapter, test: DataTest, staged: dict[str, str] | Non
         A NodeResult with status pass, fail (error severity), warn or error.
     """
     started = time.perf_counter()
-    relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
-    result = NodeResult(name=test.name, kind="test", status="pass", relation=relation)
+    result = _result(test)
     try:
         sql = read_from(test.sql, staged or {})
-        failures = adapter.count(sql)
-        result.failures = failures
-        if failures:
-            examples = adapter.fetch(sql, limit=MAX_EXAMPLES)
-            result.examples = [
-                {c: _jsonable(v) for c, v in zip(examples.columns, row)} for row in examples.rows
-            ]
-            result.status = "warn" if test.severity == "warn" else "fail"
-            result.message = (
-                f"{failures} failing row(s) in {relation}: {describe_rule(test)}"
-            )
+        _record_failures(adapter, test, sql, adapter.count(sql), result)
     except Exception as exc:  # a test that cannot run is an error, not a crash
-        result.status = "error"
-        result.message = f"test SQL failed: {str(exc).splitlines()[0]}"
+        _record_error(result, exc)
     result.execution_time = time.perf_counter() - started
     return result

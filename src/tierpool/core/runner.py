@@ -152,11 +152,18 @@ class _Run:
         return {owner[r] for r in rels if r in owner and owner[r] in self.in_run}
 
     def _run_ready(self) -> None:
-        for test in list(self.pending):
-            required = self._required(test)
-            if required <= set(self.status):
-                self.pending.remove(test)
-                self._run_test(test, required)
+        ready = [(t, self._required(t)) for t in self.pending if self._required(t) <= set(self.status)]
+        if not ready:
+            return
+        for test, _ in ready:
+            self.pending.remove(test)
+        runnable = [t for t, required in ready if all(self.status[n] == "success" for n in required)]
+        for position, (test, _) in enumerate(ready, start=1):
+            if test in runnable:
+                self.reporter.start(self.index + position, self.total, "test", test.name)
+        ran = dict(zip((t.name for t in runnable), self._test_results(runnable), strict=True))
+        for test, required in ready:
+            self._record_test(test, required, ran.get(test.name))
 
     def _audit_tests(self, node: Node) -> list[DataTest]:
         """Error-severity tests on ``node`` that can run as soon as it is written."""
@@ -231,11 +238,14 @@ class _Run:
                 self.state.record_node(node, fingerprint)
 
         audited: list[NodeResult] | None = None
+        audit_seconds = 0.0  # reported as the tests' time, not the node's
 
         def audit(staged: dict[str, str]) -> None:
-            nonlocal audited
+            nonlocal audited, audit_seconds
             record()
+            begun = time.perf_counter()
             audited = self._audit(tests, staged)
+            audit_seconds = time.perf_counter() - begun
             failed = [r for r in audited if r.status in ("fail", "error")]
             if failed:
                 raise _AuditFailed(node, failed)
@@ -255,20 +265,13 @@ class _Run:
                 record()
         if node.kind == "python" and result.status == "success":
             self.state.save()
-        result.execution_time = time.perf_counter() - started
+        result.execution_time = time.perf_counter() - started - audit_seconds
         return result, audited
 
     def _audit(self, tests: list[DataTest], staged: dict[str, str]) -> list[NodeResult]:
-        results: list[NodeResult] = []
-        for test in tests:
-            if any(r.status == "error" for r in results):
-                # A test that could not run aborts the transaction on some engines.
-                results.append(NodeResult(test.name, "test", "skipped", relation=", ".join(test.attached_to),
-                                          message="skipped: an earlier test of the audit could not run"))
-                continue
-            self.reporter.start(self.index + len(results) + 1, self.total, "test", test.name)
-            results.append(self._test_result(test, staged))
-        return results
+        for offset, test in enumerate(tests, start=1):
+            self.reporter.start(self.index + offset, self.total, "test", test.name)
+        return self._test_results(tests, staged)
 
     def _error_message(self, node: Node, exc: Exception) -> str:
         if isinstance(exc, TierpoolError):
@@ -294,41 +297,58 @@ class _Run:
         for child in self.graph.downstream(name):
             self.blocked.setdefault(child, reason)
 
-    def _run_test(self, test: DataTest, required: set[str]) -> None:
+    def _record_test(self, test: DataTest, required: set[str], result: NodeResult | None) -> None:
+        """Record a test's result (None: something it reads did not build)."""
         self.index += 1
-        failed = sorted(n for n in required if self.status.get(n) != "success")
-        if failed:
+        if result is None:
+            failed = sorted(n for n in required if self.status.get(n) != "success")
             result = NodeResult(
                 test.name, "test", "skipped",
                 message=f"skipped: {', '.join(failed)} did not build",
                 relation=", ".join(test.attached_to),
             )
-            self._record(result)
-            return
-        self.reporter.start(self.index, self.total, "test", test.name)
-        result = self._test_result(test)
-        if result.status == "fail":
+        elif result.status == "fail":
             owner = self.project.relation_owner
             for rel in test.attached_to:
                 if rel in owner:
                     self._block_downstream(owner[rel], f"skipped: test {test.name} failed")
         self._record(result)
 
-    def _test_result(self, test: DataTest, staged: dict[str, str] | None = None) -> NodeResult:
-        """Run one test (or take its last pass when nothing it reads changed)."""
-        from tierpool.core.execute_tests import run_data_test
+    def _test_results(self, tests: list[DataTest], staged: dict[str, str] | None = None) -> list[NodeResult]:
+        """Run tests (taking the last pass of those whose inputs did not change), in order.
 
-        key = self.state.test_key(test)
-        if self.state.test_unchanged(test, key):
-            relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
-            return NodeResult(test.name, "test", "pass", message=UNCHANGED, relation=relation,
-                              failures=0, unchanged=True)
+        Engines that batch tests count them in one query. Otherwise they run one by one,
+        and after a test that could not run the rest are skipped: on some engines a failed
+        statement aborts the transaction the audit runs in.
+        """
+        from tierpool.core.execute_tests import run_data_test, run_data_tests
+
+        keys = {t.name: self.state.test_key(t) for t in tests}
+        results: dict[str, NodeResult] = {}
+        for test in tests:
+            if self.state.test_unchanged(test, keys[test.name]):
+                relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
+                results[test.name] = NodeResult(test.name, "test", "pass", message=UNCHANGED,
+                                                relation=relation, failures=0, unchanged=True)
+        to_run = [t for t in tests if t.name not in results]
         try:
-            result = run_data_test(self.session.open(), test, staged)
+            adapter = self.session.open()
+            if adapter.batches_tests:
+                ran = run_data_tests(adapter, to_run, staged)
+            else:
+                ran = []
+                for test in to_run:
+                    if staged is not None and any(r.status == "error" for r in ran):
+                        ran.append(NodeResult(test.name, "test", "skipped", relation=", ".join(test.attached_to),
+                                              message="skipped: an earlier test could not run"))
+                    else:
+                        ran.append(run_data_test(adapter, test, staged))
         except TierpoolError as exc:  # e.g. the database is locked or missing
-            result = NodeResult(test.name, "test", "error", message=str(exc))
-        self.state.record_test(test, key, result.status)
-        return result
+            ran = [NodeResult(t.name, "test", "error", message=str(exc)) for t in to_run]
+        for test, result in zip(to_run, ran, strict=True):
+            self.state.record_test(test, keys[test.name], result.status)
+            results[test.name] = result
+        return [results[t.name] for t in tests]
 
 
 class _AuditFailed(TierpoolError):
