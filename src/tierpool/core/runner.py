@@ -152,18 +152,20 @@ class _Run:
         return {owner[r] for r in rels if r in owner and owner[r] in self.in_run}
 
     def _run_ready(self) -> None:
-        ready = [(t, self._required(t)) for t in self.pending if self._required(t) <= set(self.status)]
+        done = set(self.status)
+        required_by = {t.name: self._required(t) for t in self.pending}
+        ready = [t for t in self.pending if required_by[t.name] <= done]
         if not ready:
             return
-        for test, _ in ready:
-            self.pending.remove(test)
-        runnable = [t for t, required in ready if all(self.status[n] == "success" for n in required)]
-        for position, (test, _) in enumerate(ready, start=1):
-            if test in runnable:
+        self.pending = [t for t in self.pending if not required_by[t.name] <= done]
+        runnable = [t for t in ready if all(self.status[n] == "success" for n in required_by[t.name])]
+        runnable_names = {t.name for t in runnable}
+        for position, test in enumerate(ready, start=1):
+            if test.name in runnable_names:
                 self.reporter.start(self.index + position, self.total, "test", test.name)
         ran = dict(zip((t.name for t in runnable), self._test_results(runnable), strict=True))
-        for test, required in ready:
-            self._record_test(test, required, ran.get(test.name))
+        for test in ready:
+            self._record_test(test, required_by[test.name], ran.get(test.name))
 
     def _audit_tests(self, node: Node) -> list[DataTest]:
         """Error-severity tests on ``node`` that can run as soon as it is written."""
