@@ -141,3 +141,26 @@ def test_query_read_only_refuses_writes(adapter):
         reader.close()
     adapter.open()
     assert adapter.relation_kind("a") == "table"
+
+
+def test_spark_temp_views_of_the_callers_session_do_not_shadow_the_warehouse(make_target, tmp_path):
+    """A notebook's (or another test's) active session may hold a temp view named like a model:
+    tierpool works in its own session on the same SparkContext, so it reads its own tables."""
+    adapter = adapter_for(make_target("spark"), tmp_path)
+    adapter.open()
+    try:
+        adapter.build_table("models", "select 1 as x")
+        from pyspark.sql import SparkSession
+
+        callers = SparkSession.getActiveSession().newSession()
+        callers.createDataFrame([(99, "shadow")], "x int, y string").createOrReplaceTempView("models")
+        assert SparkSession.getActiveSession() is callers  # creating a frame made it active
+        adapter.close()
+        adapter.open()
+        assert _rows(adapter, "select * from models") == [(1,)]
+        reader = adapter_for(adapter.target, adapter.root, read_only=True)
+        assert reader.query_read_only("select * from models").rows == [(1,)]
+        reader.close()
+    finally:
+        callers.catalog.dropTempView("models")
+        adapter.close()

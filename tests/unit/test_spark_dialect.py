@@ -202,6 +202,9 @@ def spark(tmp_path_factory):
     for statement in SESSION_SQL:
         session.sql(statement)
     yield session
+    for table in session.catalog.listTables():  # it may be the active session now
+        if table.isTemporary:
+            session.catalog.dropTempView(table.name)
     for row in session.sql("SHOW USER FUNCTIONS").collect():  # may become the active session
         if row[0].startswith("tierpool_"):
             session.sql(f"DROP TEMPORARY FUNCTION IF EXISTS {row[0]}")

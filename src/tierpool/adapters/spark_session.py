@@ -29,6 +29,20 @@ def friendly_error(exc: Exception) -> str:
     return first[:500]
 
 
+# tierpool's own session on the process's SparkContext. A session someone else made active
+# (a notebook, a test) may hold temporary views: one named `models` would shadow the
+# warehouse's table in every query tierpool runs, so tierpool never works in it.
+_OWN: list[Any] = []
+
+
+def _own_session(active: Any) -> Any:
+    """tierpool's session on ``active``'s SparkContext: its catalog, none of its temp views."""
+    if _OWN and _OWN[0].sparkContext is active.sparkContext and active.sparkContext._jsc is not None:
+        return _OWN[0]
+    _OWN[:] = [active.newSession()]
+    return _OWN[0]
+
+
 def get_session(settings: SparkOutput) -> Any:
     """The process's SparkSession for these settings (started on first use).
 
@@ -51,7 +65,7 @@ def get_session(settings: SparkOutput) -> Any:
         else:
             active = SparkSession.getActiveSession()
             if active is not None:
-                return active
+                return _own_session(active)
             metastore = Path(settings.metastore_dir)
             metastore.mkdir(parents=True, exist_ok=True)
             builder = (
@@ -70,6 +84,8 @@ def get_session(settings: SparkOutput) -> Any:
         for key, value in settings.conf.items():
             builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
         spark = builder.getOrCreate()
+        if settings.method == "session":
+            _OWN[:] = [spark]
     except Exception as exc:
         text = str(exc)
         if any(marker in text for marker in _DERBY_LOCKED):
