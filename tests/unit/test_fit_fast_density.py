@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tierpool.fit import fast_density
+from tierpool.fit import DEFAULT_HIERARCHY, fast_density, spec_from_config
 from tierpool.fit.build import build_model
 from tierpool.fit.spec import (
     FitSpec,
@@ -33,10 +33,12 @@ def _unconstrained(spec: FitSpec) -> FitSpec:
                    global_level=spec.global_level)
 
 
-def _eight_schools_structure():
+def _eight_schools_structure(halfcauchy: bool = False):
     cells = pd.DataFrame({"school": list("ABCDEFGH"), "mean": [28.0, 8, -3, 7, -1, 1, 18, 12],
                           "se": [15.0, 10, 16, 11, 9, 11, 10, 18]})
-    spec = eight_schools_spec()
+    spec = eight_schools_spec() if not halfcauchy else spec_from_config({
+        "likelihood": "cells_se", "global": {"location": "normal(0, 5)", "scale": "halfcauchy(5)"},
+        "levels": [{"name": "school", "column": "school"}]})
     return build_structure(validate_cells(cells, spec), spec, None)
 
 
@@ -45,7 +47,40 @@ def _synthetic_structure(spec: FitSpec):
     return build_structure(validate_cells(syn.cells, spec), spec, syn.catalogue)
 
 
+def _configured(**changes):
+    """The default hierarchy (DEFAULT_HIERARCHY) with some keys changed, as a FitSpec."""
+    mapping = {**DEFAULT_HIERARCHY, **changes}
+    return spec_from_config(mapping)
+
+
+def _with_top(**top):
+    family = {**DEFAULT_HIERARCHY["levels"][0], **top}
+    return [family, DEFAULT_HIERARCHY["levels"][1]]
+
+
+def _single_level_structure(**changes):
+    """Radon's shape: one level (county) under a global level, cells_nms."""
+    spec = spec_from_config({"levels": [{"name": "model", "column": "model_id"}], **changes})
+    syn = draw_synthetic(5, rows=400, spec=spec, sizes={"model": 7})
+    return build_structure(validate_cells(syn.cells, spec), spec, syn.catalogue)
+
+
 STRUCTURES = {
+    # every prior family and pooling option of the configuration (issue: fit library)
+    "global_studentt_halfcauchy": lambda: _synthetic_structure(
+        _configured(**{"global": {"location": "studentt(4, 0.3, 1)", "scale": "halfcauchy(1)"}})),
+    "top_halfstudentt_fixed_normal": lambda: _synthetic_structure(
+        _configured(levels=_with_top(scale="halfstudentt(3, 0.5)", location="normal(0.2, 1)"))),
+    "top_exponential_studentt": lambda: _synthetic_structure(
+        _configured(levels=_with_top(scale="exponential(2)", location="studentt(5, -0.4, 0.7)"))),
+    "residual_shared": lambda: _synthetic_structure(
+        _configured(residual_sd={"pooling": "shared", "prior": "halfnormal(1)"})),
+    "residual_per_family": lambda: _synthetic_structure(
+        _configured(residual_sd={"pooling": "family", "prior": "exponential(1)"})),
+    "radon_shape": lambda: _single_level_structure(
+        **{"global": {"location": "normal(1, 10)", "scale": "halfnormal(5)"},
+           "residual_sd": {"pooling": "shared", "prior": "halfnormal(5)"}}),
+    "eight_schools_halfcauchy": lambda: _eight_schools_structure(halfcauchy=True),
     "default": lambda: _synthetic_structure(default_spec()),
     "global_level": lambda: _synthetic_structure(default_spec(global_level=True)),
     "three_level": lambda: _synthetic_structure(three_level_spec()),

@@ -125,7 +125,7 @@ def test_kernel_with_floor_matches_pytensor_value_and_gradient():
 
 
 def _one_model_spec(delta: float) -> FitSpec:
-    return FitSpec(main=Side((Level("model", "model_id", top_scale=0.5),)), resolution=delta)
+    return FitSpec(main=Side((Level("model", "model_id"),)), resolution=delta)
 
 
 def _exact_sigma_posterior(n: int, mean: float, S: float, delta: float) -> tuple[float, float, float]:

@@ -107,13 +107,9 @@ def _student_t_rows(rows: pd.DataFrame | None, settings: CalibrationSettings, wi
 
 def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSettings, fit_id: str, fingerprint: str, window_end: Any,
                      rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    from dataclasses import replace
+    from tierpool.fit import FitSettings, GateThresholds, fit_hierarchical
 
-    from tierpool.fit import FitSettings, GateThresholds, default_spec, fit_hierarchical
-
-    spec = replace(default_spec(global_level=settings.global_level), resolution=settings.resolution)
-    if settings.student_t_families:
-        spec = replace(spec, student_t_families=settings.student_t_families)
+    spec = settings.spec()
     fit_settings = FitSettings(progress=settings.progress, **settings.sampler)
     thresholds = GateThresholds(**settings.gate)
     started = datetime.now(timezone.utc).replace(tzinfo=None)

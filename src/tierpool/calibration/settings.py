@@ -14,7 +14,8 @@ from tierpool.calibration.quarters import Quarter, last_complete_quarter, parse_
 from tierpool.errors import ConfigError
 
 _SAMPLER_KEYS = ("tune", "draws", "chains", "target_accept", "seed", "sampler")
-_OTHER_KEYS = ("gate", "methodology_base_version", "as_of", "quarter", "global_level", "student_t_families", "resolution")
+_OTHER_KEYS = ("gate", "methodology_base_version", "as_of", "quarter", "global_level", "student_t_families", "resolution",
+               "hierarchy")
 # Measurement resolution δ of a residual (log scale): each observed residual carries a rounding
 # error of variance δ²/12 (docs/fit.md, "Constant series and the resolution floor"). 1e-3 is the
 # rounding of a measurement recorded to 4 significant digits, at worst.
@@ -35,6 +36,7 @@ class CalibrationSettings:
     global_level: bool = False
     student_t_families: tuple[str, ...] = ()
     resolution: float = DEFAULT_RESOLUTION
+    hierarchy: dict[str, Any] | None = None  # vars.fit.hierarchy (None: DESIGN §5, default_spec)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -49,7 +51,22 @@ class CalibrationSettings:
         out = {**self.sampler, "global_level": self.global_level, "resolution": self.resolution}
         if self.student_t_families:  # only when set, so existing fingerprints are unchanged
             out["student_t_families"] = list(self.student_t_families)
+        if self.hierarchy is not None:
+            out["hierarchy"] = self.hierarchy
         return out
+
+    def spec(self) -> Any:
+        """The FitSpec of the calibration fit: ``vars.fit.hierarchy`` or DESIGN §5."""
+        from dataclasses import replace
+
+        from tierpool.fit import default_spec, spec_from_config
+
+        spec = spec_from_config(self.hierarchy, "vars.fit.hierarchy") if self.hierarchy else \
+            default_spec(global_level=self.global_level)
+        spec = replace(spec, resolution=self.resolution)
+        if self.student_t_families:
+            spec = replace(spec, student_t_families=self.student_t_families)
+        return spec
 
 
 def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool = True) -> CalibrationSettings:
@@ -72,6 +89,7 @@ def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool
     gate = {"max_r_hat": 1.01, "min_ess_bulk": 400.0, "max_divergences": 0}
     gate.update(fit.get("gate") or {})
     quarter = Quarter.parse(str(fit["quarter"])) if fit.get("quarter") else None
+    hierarchy = _hierarchy(fit)
     return CalibrationSettings(
         sampler=sampler,
         gate=gate,
@@ -83,5 +101,24 @@ def read_settings(vars_: dict[str, Any], options: dict[str, Any], progress: bool
         global_level=bool(fit.get("global_level", False)),
         student_t_families=tuple(sorted(t_fams)),
         resolution=float(resolution),
+        hierarchy=hierarchy,
         progress=progress and options.get("progress", True) is not False,
     )
+
+
+def _hierarchy(fit: dict[str, Any]) -> dict[str, Any] | None:
+    """``vars.fit.hierarchy``, checked now (a bad mapping fails before any SQL runs)."""
+    from tierpool.calibration.hierarchy import check_calibration_hierarchy
+    from tierpool.errors import FitError
+
+    hierarchy = fit.get("hierarchy")
+    if hierarchy is None:
+        return None
+    if "global_level" in fit:
+        raise ConfigError("tierpool_project.yml vars.fit: set either global_level or hierarchy (its `global:` key), "
+                          "not both")
+    try:
+        check_calibration_hierarchy(hierarchy)
+    except FitError as exc:
+        raise ConfigError(f"tierpool_project.yml {exc}") from None
+    return dict(hierarchy)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tierpool.fit.gaussian import _constrained, constant_arrays, marginal_loglik_pt
-from tierpool.fit.spec import FitSpec, Side
+from tierpool.fit.spec import FitSpec
 from tierpool.fit.structure import ScaleBlock, Structure
 
 POTENTIAL_NAME = "marginal_loglik"
@@ -50,8 +50,7 @@ def build_model(st: Structure) -> Any:
             var = _scale_variable(st.spec, block, sigmas, data)
             sigmas[block.level or block.name] = var
             parts.append(var if block.dim else pt.atleast_1d(var))
-        glob_sd = st.spec.global_level.location_sd if st.spec.global_level else 1.0
-        parts.append(pt.as_tensor_variable(np.array([glob_sd])))
+        parts.append(pt.as_tensor_variable(st.theta_const))
         theta = pt.concatenate(parts)
         loglik = marginal_loglik_pt(theta, consts, st.spec.likelihood, _constrained(st), st.n_z, st.const)
         pm.Potential(POTENTIAL_NAME, loglik)
@@ -59,31 +58,13 @@ def build_model(st: Structure) -> Any:
 
 
 def _scale_variable(spec: FitSpec, block: ScaleBlock, sigmas: dict[str, Any], data: dict[str, Any]) -> Any:
+    """The PyMC variable of one scale block: its prior's registry constructor, or HalfNormal(σ_parent)."""
     import pymc as pm
 
-    if block.level is None:  # τ_global
-        g = spec.global_level
-        if g.scale_prior == "halfflat":
-            return pm.HalfFlat(block.name)
-        return pm.HalfNormal(block.name, sigma=g.scale_sd)
-    side, k = _locate(spec, block.level)
-    lv = side.levels[k]
-    if k == 0:
-        if lv.scale_prior == "halfflat":
-            return pm.HalfFlat(block.name, dims=block.dim)
-        return pm.HalfNormal(block.name, sigma=lv.top_scale, dims=block.dim)
-    parent_sigma = sigmas[side.levels[k - 1].name]
-    return pm.HalfNormal(block.name, sigma=parent_sigma[data[f"parent_{lv.name}"]], dims=block.dim)
-
-
-def _locate(spec: FitSpec, level: str) -> tuple[Side, int]:
-    for side in (spec.main, spec.additive):
-        if side is None:
-            continue
-        for k, lv in enumerate(side.levels):
-            if lv.name == level:
-                return side, k
-    raise KeyError(level)
+    if block.prior is not None:
+        return block.prior.pymc(block.name, block.dim)
+    parent_sigma = sigmas[block.parent_level]
+    return pm.HalfNormal(block.name, sigma=parent_sigma[data[f"parent_{block.level}"]], dims=block.dim)
 
 
 def theta_from_posterior(posterior: Any, st: Structure) -> np.ndarray:
@@ -92,7 +73,6 @@ def theta_from_posterior(posterior: Any, st: Structure) -> np.ndarray:
     for block in st.scale_layout:
         arr = np.asarray(posterior[block.name].values, dtype=float)
         cols.append(arr.reshape(arr.shape[0] * arr.shape[1], -1))
-    glob_sd = st.spec.global_level.location_sd if st.spec.global_level else 1.0
     n = cols[0].shape[0] if cols else int(np.prod(posterior.sizes["chain"] * posterior.sizes["draw"]))
-    cols.append(np.full((n, 1), glob_sd))
+    cols.append(np.tile(st.theta_const, (n, 1)))
     return np.hstack(cols)

@@ -32,11 +32,10 @@ from tierpool.fit.numba_linalg import (
     forward,
     lower_inverse,
 )
-from tierpool.fit.spec import FitSpec, Side
+from tierpool.fit.priors import HALFNORMAL_PARENT, scale_logp_grad
+from tierpool.fit.spec import FitSpec
 from tierpool.fit.structure import Structure
 
-# prior kinds of a sampled scale
-HALFNORMAL_FIXED, HALFNORMAL_PARENT, HALFFLAT = 0, 1, 2
 _LOG_HALFNORMAL_CONST = 0.5 * math.log(2.0 / math.pi)
 # The kernel's domain in u = log σ: below U_MIN_PINNING for the own scale of a model with two or
 # more cells, below U_MIN elsewhere, and above U_MAX, the log density is -inf. Such a model pins its
@@ -56,7 +55,8 @@ class DensityArrays:
 
     prior_kind: np.ndarray
     u_lo: np.ndarray  # lower end of the kernel's domain per sampled u (see U_MIN_PINNING)
-    prior_arg: np.ndarray  # fixed sd, or the parent's index in θ (as float)
+    prior_arg: np.ndarray  # first argument of the prior (priors.scale_logp_grad), or the parent's index in θ
+    prior_arg2: np.ndarray  # second argument (e.g. ν of a half-Student-t), else 0
     theta_tail: np.ndarray  # θ entries that are not sampled (the global location sd)
     kept_parent: np.ndarray
     kept_src: np.ndarray
@@ -83,7 +83,7 @@ class DensityArrays:
 
     def args(self) -> tuple:
         """Positional arguments after ``u`` and before ``grad``."""
-        return (self.prior_kind, self.u_lo, self.prior_arg, self.theta_tail, self.kept_parent, self.kept_src,
+        return (self.prior_kind, self.u_lo, self.prior_arg, self.prior_arg2, self.theta_tail, self.kept_parent, self.kept_src,
                 self.kept_mask, self.leaf_parent, self.leaf_src, self.leaf_mask, self.leaf_scale_src,
                 self.add_start, self.n_add, self.add_counts, self.Wc, self.Yc, self.w_tot, self.y_tot, self.YYc,
                 self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const, self.tau2)
@@ -92,11 +92,10 @@ class DensityArrays:
 def density_arrays(st: Structure) -> DensityArrays:
     """Flatten a structure into the kernel's arguments."""
     c = constant_arrays(st)
-    kind, arg = _scale_priors(st)
+    kind, arg, arg2 = _scale_priors(st)
     n_sampled = len(kind)
     spec = st.spec
     add_start = st.kept_offset[spec.additive.leaf.name] if st.n_add_leaf else 0
-    glob_sd = spec.global_level.location_sd if spec.global_level else 1.0
     has = c["Wc"] != 0.0
     rows, cols = np.nonzero(has)
     cell_w, cell_y = c["Wc"][rows, cols], c["Yc"][rows, cols]
@@ -104,7 +103,7 @@ def density_arrays(st: Structure) -> DensityArrays:
     for m in range(st.n_leaf):
         w, ybar = cell_w[rows == m], cell_y[rows == m] / cell_w[rows == m]
         spread[m] = 0.5 * float((w[:, None] * w[None, :] * (ybar[:, None] - ybar[None, :]) ** 2).sum())
-    assert st.n_theta == n_sampled + 1  # the trailing constant is the only unsampled entry
+    assert st.n_theta == n_sampled + len(st.theta_const)  # the trailing constants are not sampled
     u_lo = np.full(n_sampled, U_MIN)
     tau2 = spec.resolution_var if spec.likelihood == "cells_nms" else 0.0
     if spec.likelihood == "cells_nms" and tau2 == 0.0:  # a floor bounds the weights by n/τ²: no pinning
@@ -113,7 +112,8 @@ def density_arrays(st: Structure) -> DensityArrays:
     i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     return DensityArrays(
-        prior_kind=i64(kind), u_lo=f64(u_lo), prior_arg=f64(arg), theta_tail=f64([glob_sd]),
+        prior_kind=i64(kind), u_lo=f64(u_lo), prior_arg=f64(arg), prior_arg2=f64(arg2),
+        theta_tail=f64(st.theta_const),
         kept_parent=i64(st.kept_parent), kept_src=i64(c["kept_src"]), kept_mask=f64(c["kept_mask"]),
         leaf_parent=i64(st.leaf_parent), leaf_src=i64(c["leaf_src"]), leaf_mask=f64(c["leaf_mask"]),
         leaf_scale_src=i64(c["leaf_scale_src"]), add_start=int(add_start), n_add=int(st.n_add_leaf),
@@ -124,38 +124,21 @@ def density_arrays(st: Structure) -> DensityArrays:
     )
 
 
-def _scale_priors(st: Structure) -> tuple[np.ndarray, np.ndarray]:
-    """Per sampled scale: its prior kind and argument, in the layout order of θ."""
-    spec = st.spec
-    kind, arg = [], []
+def _scale_priors(st: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sampled scale, in the layout order of θ: its prior's kernel code and two arguments."""
+    kind, arg, arg2 = [], [], []
     offsets = {b.level: b.offset for b in st.scale_layout if b.level is not None}
     for block in st.scale_layout:
-        if block.level is None:  # τ_global
-            g = spec.global_level
-            flat = g.scale_prior == "halfflat"
-            kind += [HALFFLAT if flat else HALFNORMAL_FIXED] * block.size
-            arg += [0.0 if flat else g.scale_sd] * block.size
-            continue
-        side, k = _locate(spec, block.level)
-        lv = side.levels[k]
-        if k == 0:
-            flat = lv.scale_prior == "halfflat"
-            kind += [HALFFLAT if flat else HALFNORMAL_FIXED] * block.size
-            arg += [0.0 if flat else lv.top_scale] * block.size
-        else:
-            parent = side.levels[k - 1].name
+        if block.prior is None:  # HalfNormal(σ_parent): the argument is the parent's index in θ
             kind += [HALFNORMAL_PARENT] * block.size
-            arg += list(offsets[parent] + st.parents[lv.name].astype(float))
-    return np.asarray(kind), np.asarray(arg, dtype=float)
-
-
-def _locate(spec: FitSpec, level: str) -> tuple[Side, int]:
-    for side in (spec.main, spec.additive):
-        if side is not None:
-            for k, lv in enumerate(side.levels):
-                if lv.name == level:
-                    return side, k
-    raise KeyError(level)
+            arg += list(offsets[block.parent_level] + st.parents[block.level].astype(float))
+            arg2 += [0.0] * block.size
+            continue
+        a, b = block.prior.kernel_args()
+        kind += [block.prior.entry.code] * block.size
+        arg += [a] * block.size
+        arg2 += [b] * block.size
+    return np.asarray(kind), np.asarray(arg, dtype=float), np.asarray(arg2, dtype=float)
 
 
 def supported(spec: FitSpec) -> bool:
@@ -164,7 +147,7 @@ def supported(spec: FitSpec) -> bool:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
+def logp_grad(u, prior_kind, u_lo, prior_arg, prior_arg2, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent,
               leaf_src, leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot,
               YYc, spread, n_sum, S_sum, nms, constrained, const, tau2, grad):
     """Log density of ``u = log θ`` (scale priors + Jacobian + marginal likelihood); fills ``grad``.
@@ -189,13 +172,16 @@ def logp_grad(u, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src,
     lp = 0.0
     for j in range(n_s):
         s = theta[j]
-        if prior_kind[j] == HALFNORMAL_FIXED or prior_kind[j] == HALFNORMAL_PARENT:
-            p = int(prior_arg[j]) if prior_kind[j] == HALFNORMAL_PARENT else -1
-            sd = theta[p] if p >= 0 else prior_arg[j]
+        if prior_kind[j] == HALFNORMAL_PARENT:
+            p = int(prior_arg[j])
+            sd = theta[p]
             lp += _LOG_HALFNORMAL_CONST - math.log(sd) - 0.5 * (s / sd) ** 2
             g_theta[j] -= s / sd**2
-            if p >= 0:
-                g_theta[p] += -1.0 / sd + s * s / sd**3
+            g_theta[p] += -1.0 / sd + s * s / sd**3
+        else:  # a fixed-argument prior of the registry (priors.py)
+            lp_j, g_j = scale_logp_grad(prior_kind[j], s, prior_arg[j], prior_arg2[j])
+            lp += lp_j
+            g_theta[j] += g_j
 
     # ---- marginal likelihood: the Schur-reduced system of gaussian.assemble ---------------------
     q_kept = np.zeros(K)

@@ -200,7 +200,24 @@ def draw_locations(
             xk[lo:hi], xm[lo:hi], pooling = _draw_block(theta[lo:hi], lay, rng)
             if pool is not None:
                 pool[lo:hi] = pooling
+    _shift_main_side(xk, xm, st)
     return (xk, xm, pool) if return_pooling else (xk, xm)
+
+
+def _shift_main_side(xk: np.ndarray, xm: np.ndarray, st: Structure) -> None:
+    """Undo the centring of the cells on the main side's prior mean (``structure._reduce_cells``).
+
+    Centring every residual by m and every main-side location (global, main levels) by m leaves
+    the model unchanged, with prior means 0: the Gaussian algebra assumes them.
+    """
+    shift = st.spec.location_shift
+    if shift == 0.0:
+        return
+    xm += shift
+    for name in ["global", *(lv.name for lv in st.spec.main.levels[:-1])]:
+        if name in st.kept_offset:
+            off = st.kept_offset[name]
+            xk[:, off:off + (1 if name == "global" else len(st.ids[name]))] += shift
 
 
 @contextmanager

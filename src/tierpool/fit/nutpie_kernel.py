@@ -27,7 +27,7 @@ def nutpie_model(st: Structure):
 
     a = density_arrays(st)
     n_dim = len(a.prior_kind)
-    (prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
+    (prior_kind, u_lo, prior_arg, prior_arg2, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
      leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot, YYc,
      spread, n_sum, S_sum, nms, constrained, const, tau2) = a.args()
     f64p = numba.types.CPointer(numba.types.double)
@@ -37,7 +37,7 @@ def nutpie_model(st: Structure):
             return -1
         x = numba.carray(x_, (n_dim,))
         out = numba.carray(out_, (n_dim,))
-        value = logp_grad(x, prior_kind, u_lo, prior_arg, theta_tail, kept_parent, kept_src, kept_mask,
+        value = logp_grad(x, prior_kind, u_lo, prior_arg, prior_arg2, theta_tail, kept_parent, kept_src, kept_mask,
                           leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
                           add_counts, Wc, Yc, w_tot, y_tot, YYc, spread, n_sum, S_sum,
                           nms, constrained, const, tau2, out)

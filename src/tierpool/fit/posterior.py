@@ -125,6 +125,13 @@ def level_tables(
                     frame["pooling"] = pooling.reshape(-1, st.n_leaf).mean(0)
                 parts.append(frame)
             tables[lv.name] = pd.concat(parts, ignore_index=True)
+    if "sigma_residual" in summ:  # a pooled residual sd: level `residual`, parameter `sigma`
+        level = spec.residual_level()
+        ids = _ancestor_ids(st, spec.main, level.name) if level else pd.DataFrame(index=range(1))
+        frame = pd.concat([ids, summ["sigma_residual"]], axis=1)
+        frame.insert(len(ids.columns), "parameter", "sigma")
+        frame["n_obs"] = n_obs[level.name] if level else float(sum(n_obs[spec.main.leaf.name]))
+        tables["residual"] = frame
     if spec.global_level is not None:
         rows = [("mu", "mu_global"), ("tau", "tau_global")]
         frames = [summ[v].assign(parameter=p) for p, v in rows if v in summ]

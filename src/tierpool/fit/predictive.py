@@ -25,8 +25,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tierpool.fit.spec import FitSpec
-from tierpool.fit.structure import Structure
+from tierpool.fit.spec import PER_LEAF, FitSpec
+from tierpool.fit.structure import Structure, ancestor_index
 
 
 def _draws(idata: Any, var: str) -> np.ndarray | None:
@@ -106,7 +106,7 @@ class _Ctx:
         main = spec.main
         self.leaf = main.leaf
         self.mu_m = _draws(idata, f"mu_{main.leaf.name}")
-        self.sd_m = _draws(idata, f"sigma_{main.leaf.name}") if spec.likelihood == "cells_nms" else None
+        self.sd_m = residual_sd_draws(idata, st)
         self.B = self.mu_m.shape[0]
         self.par = main.levels[-2] if len(main.levels) > 1 else None
         if self.par is not None:
@@ -134,10 +134,34 @@ class _Ctx:
             z = np.where(ok, z / np.sqrt(self.rng.chisquare(df) / df), z)
         return sd.reshape(self.B, *([1] * (len(shape) - 1))) * z
 
-    def new_leaf(self, mu_up: np.ndarray, sd_up: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def new_leaf(self, mu_up: np.ndarray, sd_up: np.ndarray, up: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """A new leaf under upper group ``up`` (None: under a new top group): (μ, residual sd) draws."""
         mu = mu_up + sd_up * self.rng.standard_normal(self.B)
-        sd = np.abs(sd_up * self.rng.standard_normal(self.B)) if self.sd_m is not None else None
+        if self.sd_m is None:
+            return mu, None
+        pooled = self.pooled_sd(up)
+        sd = np.abs(sd_up * self.rng.standard_normal(self.B)) if pooled is None else pooled
         return mu, sd
+
+    def pooled_sd(self, up: int | None) -> np.ndarray | None:
+        """The residual sd draws a new leaf shares (``residual_sd`` pooling), or None (per leaf)."""
+        spec = self.spec
+        if spec.residual_sd.pooling == PER_LEAF:
+            return None
+        draws = _draws(self.idata, "sigma_residual")
+        level = spec.residual_level()
+        if level is None:  # shared
+            return draws[:, 0]
+        if up is None or level is spec.main.leaf:  # a new group of the pooling level: its prior
+            return spec.residual_sd.prior.draw(self.rng, self.B)
+        # the pooling level is the parent's level or above it: the parent's ancestor there
+        names = [lv.name for lv in spec.main.levels[:-1]]
+        idx = np.array([up])
+        for name in reversed(names):
+            if name == level.name:
+                break
+            idx = self.st.parents[name][idx]
+        return draws[:, int(idx[0])]
 
 
 def predictive_table(idata: Any, st: Structure, seed: int, nu: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -253,6 +277,8 @@ def _new_leaf_kinds(ctx: _Ctx, mu_up, sd_up, prefix: str, up_ids, up_col) -> pd.
             z = ctx.rng.standard_normal((n, per_p))
             mu = mu_up[:, p0:p1].T + sd_up[:, p0:p1].T * z[:, :B]  # (n, B)
             sd = np.abs(sd_up[:, p0:p1].T * z[:, B:2 * B]) if has_sd else None
+            if has_sd and ctx.spec.residual_sd.pooling != PER_LEAF:  # the pooled residual sd
+                sd = np.stack([ctx.pooled_sd(p if up_col else None) for p in range(p0, p1)])
             z1 = z[:, 2 * B:(2 + G) * B].reshape(n, G, B) if has_sd else None
             r1 = _residual_rows(np.ascontiguousarray(ctx.mu_g.T), mu, sd, z1)
             if C:
@@ -262,7 +288,7 @@ def _new_leaf_kinds(ctx: _Ctx, mu_up, sd_up, prefix: str, up_ids, up_col) -> pd.
             r1 = np.empty((n, G, B))
             r2 = np.empty((n, C, B)) if C else None
             for p in range(p0, p1):
-                mu, sd = ctx.new_leaf(mu_up[:, p], sd_up[:, p])
+                mu, sd = ctx.new_leaf(mu_up[:, p], sd_up[:, p], p if up_col else None)
                 nu = nu_up[:, p]
                 r1[p - p0] = (mu[:, None] + ctx.mu_g + ctx.noise(sd, (B, G), nu)).T
                 if C:
@@ -288,19 +314,36 @@ def _new_top(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray] | None:
     spec: FitSpec = ctx.spec
     levels = spec.main.levels
     top = levels[0]
-    if len(levels) < 2 or top.scale_prior == "halfflat":
+    if len(levels) < 2 or top.scale.family == "halfflat":
         return None
     B, rng = ctx.B, ctx.rng
-    sd = np.abs(rng.normal(0, top.top_scale, B))
-    if spec.global_level is not None:
+    sd = top.scale.draw(rng, B)
+    prior = spec.top_location(spec.main)
+    if prior is None:
         mu = _draws(ctx.idata, "mu_global")[:, 0] + _draws(ctx.idata, "tau_global")[:, 0] * rng.standard_normal(B)
-    elif top.location_prior == "normal":
-        mu = sd * rng.standard_normal(B)
+    elif prior.own_scale:
+        mu = prior.mean + sd * rng.standard_normal(B)
+    elif prior.family != "flat":
+        mu = prior.draw(rng, B)
     else:
         return None
     for _ in levels[1:-1]:  # descend to the leaf's parent level
         mu, sd = mu + sd * rng.standard_normal(B), np.abs(sd * rng.standard_normal(B))
     return mu[:, None], sd[:, None]
+
+
+def residual_sd_draws(idata: Any, st: Structure) -> np.ndarray | None:
+    """``(B, M)`` draws of each leaf's residual sd (cells_nms), whatever its pooling; None for cells_se."""
+    spec = st.spec
+    if spec.likelihood != "cells_nms":
+        return None
+    if spec.residual_sd.pooling == PER_LEAF:
+        return _draws(idata, f"sigma_{spec.main.leaf.name}")
+    draws = _draws(idata, "sigma_residual")
+    level = spec.residual_level()
+    if level is None:
+        return np.repeat(draws, st.n_leaf, axis=1)
+    return draws[:, ancestor_index(spec.main, level.name, st.parents, st.n_leaf)]
 
 
 PredictiveFn = Callable[[Any, Structure, int], pd.DataFrame]

@@ -30,10 +30,14 @@ import numpy as np
 import pandas as pd
 
 from tierpool.errors import FitError
+from tierpool.fit.priors import Prior
 
 Likelihood = Literal["cells_nms", "cells_se"]
-ScalePrior = Literal["halfnormal", "halfflat"]
-LocationPrior = Literal["normal", "flat"]
+
+
+_HALFNORMAL_05 = Prior("halfnormal", (0.5,))
+_NORMAL_OWN = Prior("normal", (0.0,), own_scale=True)
+PER_LEAF, SHARED = "per_leaf", "shared"
 
 
 @dataclass(frozen=True)
@@ -43,16 +47,17 @@ class Level:
     Args:
         name: Short name, used for PyMC dims and result tables (``family``, ``model``, ...).
         column: Column of the cells frame holding each cell's group id at this level.
-        top_scale: sd of the HalfNormal prior on the scales of a side's top level.
-        scale_prior: ``halfnormal`` or ``halfflat`` (top level only).
-        location_prior: ``normal`` (Normal(0, own σ)) or ``flat`` (top level only).
+        scale: Prior of the scales σ of a side's top level (``halfnormal(0.5)``: DESIGN §5). Below
+            the top, ``σ ~ HalfNormal(σ_parent)`` (the methodology's rule).
+        location: Prior of the locations of a side's top level: ``normal(0, scale)`` (DESIGN §5:
+            ``Normal(0, own σ)``), ``normal(mu, sigma)``, ``studentt(nu, mu, sigma)`` or ``flat``.
+            Below the top, ``μ ~ Normal(μ_parent, σ_parent)``.
     """
 
     name: str
     column: str
-    top_scale: float = 0.5
-    scale_prior: ScalePrior = "halfnormal"
-    location_prior: LocationPrior = "normal"
+    scale: Prior = _HALFNORMAL_05
+    location: Prior = _NORMAL_OWN
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,23 @@ class Side:
 class GlobalLevel:
     """A learned global mean for the main side's top level (``μ_top ~ Normal(μ_global, τ)``)."""
 
-    location_prior: LocationPrior = "normal"
-    location_sd: float = 1.0
-    scale_prior: ScalePrior = "halfnormal"
-    scale_sd: float = 0.5
+    location: Prior = Prior("normal", (0.0, 1.0))
+    scale: Prior = _HALFNORMAL_05
+
+
+@dataclass(frozen=True)
+class ResidualSd:
+    """How the residual sd of ``cells_nms`` is pooled.
+
+    Args:
+        pooling: ``per_leaf`` (one σ per leaf group, ``σ_m ~ HalfNormal(σ_parent)``: DESIGN §5),
+            ``shared`` (one σ for all cells) or the name of a main-side level (one σ per group of
+            that level, e.g. ``family``).
+        prior: Scale prior of the pooled σ (``shared`` or per level; default ``halfnormal(1)``).
+    """
+
+    pooling: str = PER_LEAF
+    prior: Prior = Prior("halfnormal", (1.0,))
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,7 @@ class FitSpec:
     nu_prior: tuple[float, float] = (2.0, 0.1)
     row_col: str = "residual"
     resolution: float = 0.0
+    residual_sd: ResidualSd = ResidualSd()
 
     @property
     def resolution_var(self) -> float:
@@ -140,14 +159,27 @@ class FitSpec:
         """Whether level ``k`` of ``side`` carries a scale parameter σ (see module docstring)."""
         if k < len(side.levels) - 1:
             return True
-        if side is self.main and self.likelihood == "cells_nms":
+        if side is self.main and self.likelihood == "cells_nms" and self.residual_sd.pooling == PER_LEAF:
             return True
-        return k == 0 and self._top_uses_own_scale(side)
+        top = self.top_location(side)
+        return k == 0 and top is not None and top.own_scale
 
-    def _top_uses_own_scale(self, side: Side) -> bool:
-        top = side.levels[0]
-        pooled_by_global = side is self.main and self.global_level is not None
-        return top.location_prior == "normal" and not pooled_by_global
+    def top_location(self, side: Side) -> Prior | None:
+        """The location prior of a side's top level, or None when a global level pools it."""
+        if side is self.main and self.global_level is not None:
+            return None
+        return side.levels[0].location
+
+    @property
+    def location_shift(self) -> float:
+        """The main side's prior mean (global or top level): cells are centred on it for the fit."""
+        prior = self.global_level.location if self.global_level else self.main.levels[0].location
+        return prior.mean
+
+    def residual_level(self) -> Level | None:
+        """The main-side level whose groups share a residual sd (None: per leaf or shared)."""
+        pooling = self.residual_sd.pooling
+        return next((lv for lv in self.main.levels if lv.name == pooling), None)
 
     def with_global_level(self, global_level: GlobalLevel | None = None) -> FitSpec:
         """A copy with a learned global mean (defaults: μ ~ Normal(0, 1), τ ~ HalfNormal(0.5))."""
@@ -183,7 +215,7 @@ def eight_schools_spec() -> FitSpec:
     """BDA3 §5.5: one level (school) under a global level with flat priors on (μ, τ)."""
     return FitSpec(
         main=Side((Level("school", "school"),)),
-        global_level=GlobalLevel(location_prior="flat", scale_prior="halfflat"),
+        global_level=GlobalLevel(location=Prior("flat"), scale=Prior("halfflat")),
         likelihood="cells_se",
         name="eight_schools",
     )
@@ -210,11 +242,8 @@ def validate_spec(spec: FitSpec) -> None:
             continue
         if not side.levels:
             raise FitError("fit spec: a side needs at least one level")
-        for k, lv in enumerate(side.levels):
-            if k > 0 and (lv.location_prior != "normal" or lv.scale_prior != "halfnormal"):
-                raise FitError(f"fit spec: level {lv.name!r}: flat priors only on a top level")
-            if lv.top_scale <= 0:
-                raise FitError(f"fit spec: level {lv.name!r}: top_scale must be > 0")
+        _validate_priors(spec, side)
+    _validate_residual_sd(spec)
     if spec.student_t_families:
         _validate_student_t(spec)
     if not (np.isfinite(spec.resolution) and spec.resolution >= 0):
@@ -224,11 +253,44 @@ def validate_spec(spec: FitSpec) -> None:
     if spec.main.sum_to_zero:
         raise FitError("fit spec: sum_to_zero belongs on the additive side; the main side carries the level")
     if spec.additive and spec.additive.sum_to_zero:
-        if spec.additive.levels[0].location_prior == "flat":
+        if spec.additive.levels[0].location.family == "flat":
             raise FitError("fit spec: a sum-to-zero additive side needs a proper (normal) top prior")
 
 
+def _validate_priors(spec: FitSpec, side: Side) -> None:
+    for k, lv in enumerate(side.levels):
+        if lv.scale.entry.kind != "scale":
+            raise FitError(f"fit spec: level {lv.name!r}: scale prior {lv.scale} is not a scale prior")
+        if lv.location.entry.kind != "location":
+            raise FitError(f"fit spec: level {lv.name!r}: location prior {lv.location} is not a location prior")
+        if k > 0 and (lv.scale != _HALFNORMAL_05 or lv.location != _NORMAL_OWN):
+            raise FitError(f"fit spec: level {lv.name!r}: priors are set on a side's top level only (below it "
+                           "σ ~ HalfNormal(σ_parent), μ ~ Normal(μ_parent, σ_parent))")
+    if side is spec.additive and side.levels[0].location.mean != 0.0:
+        raise FitError(f"fit spec: level {side.levels[0].name!r}: the additive side holds deviations, its "
+                       "location mean must be 0 (put a non-zero mean on the main side or the global level)")
+    if side is spec.main and spec.global_level is not None:
+        g = spec.global_level
+        if g.location.own_scale:
+            raise FitError("fit spec: the global location has no own scale: use normal(mu, sigma), studentt or flat")
+        if g.scale.entry.kind != "scale" or g.location.entry.kind != "location":
+            raise FitError("fit spec: global level: scale needs a scale prior and location a location prior")
+
+
+def _validate_residual_sd(spec: FitSpec) -> None:
+    pooling = spec.residual_sd.pooling
+    names = [lv.name for lv in spec.main.levels]
+    if pooling not in (PER_LEAF, SHARED, *names):
+        raise FitError(f"fit spec: residual_sd pooling {pooling!r} is not one of {[PER_LEAF, SHARED, *names]}")
+    if spec.residual_sd.prior.entry.kind != "scale":
+        raise FitError(f"fit spec: residual_sd prior {spec.residual_sd.prior} is not a scale prior")
+    if pooling != PER_LEAF and spec.likelihood != "cells_nms":
+        raise FitError("fit spec: residual_sd pooling applies to the cells_nms likelihood (cells_se carries its error)")
+
+
 def _validate_student_t(spec: FitSpec) -> None:
+    if spec.residual_sd.pooling != PER_LEAF or spec.location_shift != 0.0:
+        raise FitError("fit spec: student_t_families needs residual_sd pooling per_leaf and location means of 0")
     if spec.likelihood != "cells_nms":
         raise FitError("fit spec: student_t_families needs the cells_nms likelihood (a residual sd per model)")
     if len(spec.main.levels) < 2:

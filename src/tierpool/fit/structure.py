@@ -23,18 +23,26 @@ import numpy as np
 import pandas as pd
 
 from tierpool.errors import FitError
-from tierpool.fit.spec import FitSpec, Side
+from tierpool.fit.priors import Prior, tmix
+from tierpool.fit.spec import PER_LEAF, SHARED, FitSpec, Side
 
 
 @dataclass(frozen=True)
 class ScaleBlock:
-    """One scale parameter vector inside θ: PyMC name, dim name, size and offset."""
+    """One scale parameter vector inside θ: PyMC name, dim name, size, offset and prior.
+
+    ``level``: the level whose own scale this is (None for τ_global, the pooled residual sd and
+    the mixing sd of a Student-t location). ``prior``: its prior (None: ``HalfNormal(σ_parent)``,
+    the rule below a side's top level). ``parent_level``: the level whose σ is that parent sd.
+    """
 
     name: str
     dim: str | None
     size: int
     offset: int
     level: str | None
+    prior: Prior | None = None
+    parent_level: str | None = None
 
 
 @dataclass
@@ -45,7 +53,8 @@ class Structure:
     ids: dict[str, np.ndarray]  # level name -> group ids (str)
     parents: dict[str, np.ndarray]  # level name -> index of each group's parent (levels below top)
     scale_layout: list[ScaleBlock]
-    n_theta: int  # length of θ including the trailing constant global-location sd
+    n_theta: int  # length of θ including the trailing constants (fixed location sds)
+    theta_const: np.ndarray  # the trailing constants of θ
     kept_offset: dict[str, int]  # level name (or "global") -> offset in K
     n_kept: int
     n_leaf: int
@@ -91,8 +100,8 @@ def build_structure(cells: pd.DataFrame, spec: FitSpec, catalogue: pd.DataFrame 
         The structure.
     """
     ids, parents = _group_maps(cells, spec, catalogue)
-    layout, n_theta = _scale_layout(spec, ids)
-    st = _node_layout(spec, ids, parents, layout, n_theta)
+    layout, consts = _scale_layout(spec, ids)
+    st = _node_layout(spec, ids, parents, layout, consts)
     st.cells = cells
     st.cell_leaf = _index(ids[spec.main.leaf.name], cells[spec.main.leaf.column])
     if spec.additive:
@@ -138,27 +147,55 @@ def _side_frame(cells: pd.DataFrame, side: Side, catalogue: pd.DataFrame | None)
     return frame.drop_duplicates()
 
 
-def _scale_layout(spec: FitSpec, ids: dict[str, np.ndarray]) -> tuple[list[ScaleBlock], int]:
+def _scale_layout(spec: FitSpec, ids: dict[str, np.ndarray]) -> tuple[list[ScaleBlock], dict[str, int]]:
+    """θ = [sampled scales in blocks | constants]; returns the blocks and the constants' slots.
+
+    The constants are fixed sds of ``normal(mu, sigma)`` location priors (the global location's,
+    and a top level's), read from θ like any scale; ``"_"`` is a placeholder when there are none.
+    """
     layout: list[ScaleBlock] = []
     offset = 0
+
+    def add(name: str, dim: str | None, size: int, level: str | None, prior: Prior | None,
+            parent: str | None = None) -> None:
+        nonlocal offset
+        layout.append(ScaleBlock(name, dim, size, offset, level, prior, parent))
+        offset += size
+
+    consts: dict[str, float] = {}
     for side in (spec.main, spec.additive):
         if side is None:
             continue
         for k, lv in enumerate(side.levels):
             if spec.has_scale(side, k):
-                size = len(ids[lv.name])
-                layout.append(ScaleBlock(f"sigma_{lv.name}", lv.name, size, offset, lv.name))
-                offset += size
+                up = side.levels[k - 1].name if k else None
+                add(f"sigma_{lv.name}", lv.name, len(ids[lv.name]), lv.name, None if k else lv.scale, up)
+        top = spec.top_location(side)
+        if top is not None and top.family == "studentt":
+            add(f"sd_location_{side.levels[0].name}", side.levels[0].name, len(ids[side.levels[0].name]),
+                None, tmix(top))
+        elif top is not None and top.fixed_sd is not None:
+            consts[side.levels[0].name] = top.fixed_sd
+    if spec.likelihood == "cells_nms" and spec.residual_sd.pooling != PER_LEAF:
+        level = spec.residual_level()
+        add("sigma_residual", level.name if level else None, len(ids[level.name]) if level else 1, None,
+            spec.residual_sd.prior)
     if spec.global_level is not None:
-        layout.append(ScaleBlock("tau_global", None, 1, offset, None))
-        offset += 1
-    # trailing constant: the sd of μ_global's Normal prior (read like any other scale)
-    return layout, offset + 1
+        g = spec.global_level
+        add("tau_global", None, 1, None, g.scale)
+        if g.location.family == "studentt":
+            add("sd_location_global", None, 1, None, tmix(g.location))
+        elif g.location.fixed_sd is not None:
+            consts["global"] = g.location.fixed_sd
+    if not consts:
+        consts["_"] = 1.0  # θ always ends in a constant (the kernel's and the PyMC model's layout)
+    return layout, {name: (offset + i, value) for i, (name, value) in enumerate(consts.items())}
 
 
-def _node_layout(spec, ids, parents, layout, n_theta) -> Structure:
+def _node_layout(spec, ids, parents, layout, consts) -> Structure:
     sc = {b.level: b.offset for b in layout if b.level is not None}
-    tau = next((b.offset for b in layout if b.name == "tau_global"), -1)
+    named = {b.name: b.offset for b in layout}
+    n_theta = layout[-1].offset + layout[-1].size + len(consts) if layout else len(consts)
     kept_parent: list[int] = []
     kept_src: list[int] = []
     counts: list[int] = []
@@ -167,7 +204,7 @@ def _node_layout(spec, ids, parents, layout, n_theta) -> Structure:
     if glob is not None:
         offsets["global"] = 0
         kept_parent.append(-1)
-        kept_src.append(n_theta - 1 if glob.location_prior == "normal" else -1)
+        kept_src.append(_location_src(glob.location, "global", 1, named, consts, None)[0])
         counts.append(0)
     leaf = {}
     for side in (spec.main, spec.additive):
@@ -177,7 +214,7 @@ def _node_layout(spec, ids, parents, layout, n_theta) -> Structure:
         for k, lv in enumerate(side.levels):
             n = len(ids[lv.name])
             if k == 0:
-                par, src = _top_prior(spec, side, lv, n, sc, tau)
+                par, src = _top_prior(spec, side, lv, n, sc, named, consts)
             else:
                 up = side.levels[k - 1]
                 par = offsets[up.name] + parents[lv.name]
@@ -191,29 +228,61 @@ def _node_layout(spec, ids, parents, layout, n_theta) -> Structure:
             counts.extend(_leaf_counts(side, k, ids, parents) if n_add else [0] * n)
     n_kept = len(kept_parent)
     n_leaf = len(ids[spec.main.leaf.name])
-    own = sc.get(spec.main.leaf.name)
-    leaf_scale = own + np.arange(n_leaf) if spec.likelihood == "cells_nms" else np.full(n_leaf, -1)
     n_add_leaf = len(ids[spec.additive.leaf.name]) if spec.additive else 0
     T = _constraint_basis(spec, offsets, n_kept, n_add_leaf)
     return Structure(
         spec=spec, ids=ids, parents=parents, scale_layout=layout, n_theta=n_theta,
+        theta_const=np.array([value for _, value in consts.values()], dtype=float),
         kept_offset=offsets, n_kept=n_kept, n_leaf=n_leaf, n_add_leaf=n_add_leaf,
         kept_parent=np.asarray(kept_parent, dtype=np.int64),
         kept_sd_src=np.asarray(kept_src, dtype=np.int64),
         leaf_parent=np.asarray(leaf["parent"], dtype=np.int64),
         leaf_sd_src=np.asarray(leaf["src"], dtype=np.int64),
-        leaf_scale_src=np.asarray(leaf_scale, dtype=np.int64),
+        leaf_scale_src=_leaf_scale_src(spec, ids, parents, sc, named),
         add_counts=np.asarray(counts, dtype=float), T=T,
         cells=pd.DataFrame(), cell_leaf=np.zeros(0, np.int64), cell_add=np.zeros(0, np.int64),
     )
 
 
-def _top_prior(spec, side, lv, n, sc, tau):
+def _leaf_scale_src(spec: FitSpec, ids, parents, sc, named) -> np.ndarray:
+    """Index in θ of each leaf's residual sd (cells_nms), or -1."""
+    n_leaf = len(ids[spec.main.leaf.name])
+    if spec.likelihood != "cells_nms":
+        return np.full(n_leaf, -1, dtype=np.int64)
+    pooling = spec.residual_sd.pooling
+    if pooling == PER_LEAF:
+        return sc[spec.main.leaf.name] + np.arange(n_leaf, dtype=np.int64)
+    if pooling == SHARED:
+        return np.full(n_leaf, named["sigma_residual"], dtype=np.int64)
+    return named["sigma_residual"] + ancestor_index(spec.main, pooling, parents, n_leaf)
+
+
+def ancestor_index(side: Side, level: str, parents: dict[str, np.ndarray], n_leaf: int) -> np.ndarray:
+    """For each leaf of ``side``: the index of its ancestor (or itself) at ``level``."""
+    idx = np.arange(n_leaf, dtype=np.int64)
+    for lv in reversed(side.levels):
+        if lv.name == level:
+            return idx
+        idx = parents[lv.name][idx]
+    raise KeyError(level)
+
+
+def _location_src(prior: Prior, name: str, n: int, named, consts, own: np.ndarray | None) -> np.ndarray:
+    """Where the location prior sd of ``n`` top groups (or the global mean) is read in θ."""
+    if prior.family == "flat":
+        return np.full(n, -1, dtype=np.int64)
+    if prior.family == "studentt":
+        return named[f"sd_location_{name}"] + np.arange(n, dtype=np.int64)
+    if prior.own_scale:
+        return own
+    return np.full(n, consts[name][0], dtype=np.int64)
+
+
+def _top_prior(spec, side, lv, n, sc, named, consts):
     if side is spec.main and spec.global_level is not None:
-        return np.zeros(n, dtype=np.int64), np.full(n, tau, dtype=np.int64)
-    if lv.location_prior == "flat":
-        return np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
-    return np.full(n, -1, dtype=np.int64), sc[lv.name] + np.arange(n)
+        return np.zeros(n, dtype=np.int64), np.full(n, named["tau_global"], dtype=np.int64)
+    own = sc[lv.name] + np.arange(n) if lv.name in sc else None
+    return np.full(n, -1, dtype=np.int64), _location_src(lv.location, lv.name, n, named, consts, own)
 
 
 def _leaf_counts(side: Side, k: int, ids, parents) -> list[float]:
@@ -244,7 +313,7 @@ def _reduce_cells(st: Structure) -> None:
     """Cells -> model × region matrices and per-model sums (the only data the likelihood needs)."""
     spec, cells = st.spec, st.cells
     M, G = st.n_leaf, max(st.n_add_leaf, 1)
-    mean = cells[spec.mean_col].to_numpy(float)
+    mean = cells[spec.mean_col].to_numpy(float) - spec.location_shift  # see draw_locations
     if spec.likelihood == "cells_nms":
         w = cells[spec.n_col].to_numpy(float)
         extra_s = np.bincount(st.cell_leaf, cells[spec.s_col].to_numpy(float), minlength=M)

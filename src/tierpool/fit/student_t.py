@@ -225,8 +225,7 @@ def build_t_model(st: Structure, tl: TLayout) -> Any:
             var = _scale_variable(spec, block, sigmas, data)
             sigmas[block.level or block.name] = var
             parts.append(var if block.dim else pt.atleast_1d(var))
-        glob_sd = spec.global_level.location_sd if spec.global_level else 1.0
-        parts.append(pt.as_tensor_variable(np.array([glob_sd])))
+        parts.append(pt.as_tensor_variable(st.theta_const))
         theta = pt.concatenate(parts)
         alpha, beta = spec.nu_prior
         nu = pm.Gamma(NU, alpha=alpha, beta=beta, dims="student_t_family")

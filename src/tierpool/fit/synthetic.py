@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tierpool.fit.spec import FitSpec, Side, default_spec
+from tierpool.fit.spec import PER_LEAF, FitSpec, Side, default_spec
 
 
 @dataclass
@@ -66,6 +66,8 @@ def draw_synthetic(
             _draw_side(spec, side, sizes, rng, truth, mu_global)
     if constrained and spec.additive is not None:
         _condition_sum_zero(spec.additive, truth)
+    if spec.likelihood == "cells_nms" and spec.residual_sd.pooling != PER_LEAF:
+        _draw_residual_sd(spec, truth, rng)
     cells = _draw_cells(spec, truth, rows, rng, max_share, zero_share)
     catalogue = _catalogue(spec, truth)
     return SyntheticData(cells, catalogue, truth, identified_truth(spec, truth), rows)
@@ -75,7 +77,16 @@ def _draw_global(spec: FitSpec, rng: np.random.Generator) -> tuple[float, float]
     g = spec.global_level
     if g is None:
         return None
-    return float(rng.normal(0, g.location_sd)), float(abs(rng.normal(0, g.scale_sd)))
+    return float(g.location.draw(rng)), float(g.scale.draw(rng))
+
+
+def _draw_top_locations(spec: FitSpec, side: Side, sigma: np.ndarray, rng, mu_global) -> np.ndarray:
+    prior = spec.top_location(side)
+    if prior is None:  # pooled by the global level
+        return rng.normal(mu_global[0], mu_global[1], len(sigma))
+    if prior.own_scale:
+        return rng.normal(prior.mean, sigma)
+    return prior.draw(rng, len(sigma))
 
 
 def _draw_side(spec, side: Side, sizes, rng, truth, mu_global) -> None:
@@ -85,11 +96,8 @@ def _draw_side(spec, side: Side, sizes, rng, truth, mu_global) -> None:
         n = sizes[lv.name]
         ids = np.array([f"{lv.name}_{i:03d}" for i in range(n)], dtype=object)
         if k == 0:
-            sigma = np.abs(rng.normal(0, lv.top_scale, n))
-            if side is spec.main and mu_global is not None:
-                mu = rng.normal(mu_global[0], mu_global[1], n)
-            else:
-                mu = rng.normal(0, sigma)
+            sigma = lv.scale.draw(rng, n)
+            mu = _draw_top_locations(spec, side, sigma, rng, mu_global)
             frame = pd.DataFrame({"id": ids, "mu": mu, "sigma": sigma})
         else:
             n_up = len(parent_mu)
@@ -101,6 +109,31 @@ def _draw_side(spec, side: Side, sizes, rng, truth, mu_global) -> None:
             frame = pd.DataFrame({"id": ids, "mu": mu, "sigma": sigma, "parent": parent_idx})
         truth[lv.name] = frame
         parent_mu, parent_sd = mu, sigma
+
+
+def _draw_residual_sd(spec: FitSpec, truth, rng) -> None:
+    """``truth['residual']``: the pooled residual sd (one, or one per group of a level) and, per leaf, its own."""
+    level = spec.residual_level()
+    n = len(truth[level.name]) if level else 1
+    sigma = spec.residual_sd.prior.draw(rng, n)
+    truth["residual"] = pd.DataFrame({"id": truth[level.name]["id"] if level else ["all"], "sigma": sigma})
+
+
+def _leaf_residual_sd(spec: FitSpec, truth) -> np.ndarray:
+    """Each main leaf's residual sd in the truth."""
+    leaf = spec.main.leaf.name
+    if "residual" not in truth:
+        return truth[leaf]["sigma"].to_numpy()
+    n_leaf = len(truth[leaf])
+    level = spec.residual_level()
+    if level is None:
+        return np.full(n_leaf, float(truth["residual"]["sigma"].iloc[0]))
+    idx = np.arange(n_leaf)
+    for lv in reversed(spec.main.levels):
+        if lv.name == level.name:
+            break
+        idx = truth[lv.name]["parent"].to_numpy()[idx]
+    return truth["residual"]["sigma"].to_numpy()[idx]
 
 
 def _ancestry(side: Side, truth) -> list[np.ndarray]:
@@ -180,7 +213,7 @@ def _draw_cells(spec, truth, rows, rng, max_share, zero_share) -> pd.DataFrame:
     mu = leaf["mu"].to_numpy()[m_idx]
     if add:
         mu = mu + truth[add.leaf.name]["mu"].to_numpy()[g_idx]
-    sd = leaf["sigma"].to_numpy()[m_idx]
+    sd = _leaf_residual_sd(spec, truth)[m_idx]
     mean = rng.normal(mu, sd / np.sqrt(n))
     S = sd**2 * rng.chisquare(np.maximum(n - 1, 1)) * (n > 1)
     frame = _id_columns(spec, truth, m_idx, g_idx if add else None)
