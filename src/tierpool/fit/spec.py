@@ -344,7 +344,7 @@ def _check_stats(out: pd.DataFrame, spec: FitSpec) -> None:
             raise FitError(f"cells column {spec.n_col!r} must be positive (drop empty cells)")
         if (out[spec.s_col] < 0).any():
             raise FitError(f"cells column {spec.s_col!r} (sum of squared deviations) must be >= 0")
-        if spec.resolution == 0:
+        if spec.resolution == 0 and spec.residual_sd.pooling == PER_LEAF:  # a pooled σ sees other series
             _check_constant_series(out, spec)
     elif (out[spec.se_col] <= 0).any():
         raise FitError(f"cells column {spec.se_col!r} (standard error) must be positive")
