@@ -2,7 +2,8 @@
 
 theta_j ~ Normal(mu, tau), y_j ~ Normal(theta_j, sigma_j) with known sigma_j, flat prior on
 (mu, tau). The fit integrates mu and theta out exactly and samples tau with NUTS, as in the
-worked analysis in shared/seeds/.
+worked analysis in shared/seeds/. Other priors: ``vars.fit.hierarchy`` in tierpool_project.yml
+(e.g. posteriordb's ``global: {location: normal(0, 5), scale: halfcauchy(5)}``).
 """
 
 outputs = ("school_effects", "hyperparameters")
@@ -11,7 +12,7 @@ SUMMARY = ["mean", "sd", "q05", "q50", "q95"]
 
 
 def model(ctx):
-    from tierpool.fit import FitSettings, eight_schools_spec, fit_hierarchical
+    from tierpool.fit import FitSettings, eight_schools_spec, fit_hierarchical, spec_from_config
 
     fit = ctx.vars.get("fit", {})
     settings = FitSettings(
@@ -21,7 +22,9 @@ def model(ctx):
         seed=int(fit.get("seed", 8)),
         progress=ctx.progress,
     )
-    result = fit_hierarchical(ctx.ref("school_cells"), eight_schools_spec(), settings)
+    hierarchy = fit.get("hierarchy")
+    spec = spec_from_config(hierarchy, "vars.fit.hierarchy") if hierarchy else eight_schools_spec()
+    result = fit_hierarchical(ctx.ref("school_cells"), spec, settings)
     result.save(ctx.target_dir / "fits" / "eight_schools.nc")
     gate = result.gate
     ctx.message = f"max r_hat {gate.max_r_hat:.3f}, min ess_bulk {gate.min_ess_bulk:.0f}, divergences {gate.divergences}"
