@@ -204,7 +204,7 @@ def test_source_must_be_one_relation_expression(
 ) -> None:
     root = project_factory({**SEEDS, "sql/s.yml": f'sources:\n  - name: raw\n    expression: "{expression}"\n'})
     message = one_problem(root)
-    assert message.startswith(f"sql/s.yml:3: source 'raw': ")
+    assert message.startswith("sql/s.yml:3: source 'raw': ")
     assert problem in message and "read_parquet('data/*.parquet')" in message
 
 
