@@ -175,7 +175,8 @@ select
     case
         when pp.kind is null then 'normal_approx'
         else pp.kind
-    end as predictive_kind
+    end as predictive_kind,
+    cast(null as bigint) as interim_measurements  -- set by `priors` (interim updates of the fit in force)
 from with_kind as k
 left join posterior_predictive as pp
     on pp.fit_id = k.fit_id

@@ -347,3 +347,15 @@ def test_rows_measured_after_the_window_wait(built: Built, copy_built: Path) -> 
     everything = query(copy_built, f"select r.indicator, count(*) from {FIT_FOLD} group by all order by all")
     assert sum(n for _, n in everything) > sum(n for _, n in in_window)  # some new rows are in the fit fold
     assert [(i, n) for i, _, n in fingerprints[-2:]] == in_window
+    # ... but the models measured after the window get an interim update of the fit in force
+    new_fit_fold = query(copy_built, f"""select r.indicator, r.model_id, count(*) from {FIT_FOLD}
+        and r.measured_at >= timestamp '{WINDOW_END}' group by all order by all""")
+    interim = query(copy_built, """select indicator, model_id, max(n_new) + max(n_new_unused) from interim_priors
+        group by all order by all""")
+    assert interim == new_fit_fold and interim
+    assert query(copy_built, "select distinct fit_id from interim_priors") == [(fit_id,)]
+    served = df(copy_built, """select p.*, i.bias_mean as interim_mean from priors p
+        join interim_priors i using (indicator, model_id, region_id)""")
+    assert (served["source_level"] == "model_interim").all() and (served["predictive_kind"] == "interim").all()
+    assert (served["bias_mean"] == served["interim_mean"]).all() and (served["interim_measurements"] > 0).all()
+    assert query(copy_built, "select count(*) from priors where source_level = 'model_interim'")[0][0] == len(served)
