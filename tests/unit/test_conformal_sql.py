@@ -371,7 +371,8 @@ def test_binomial_p_values_match_scipy_exactly():
         expected = stats.binomtest(x, n, 0.9).pvalue
         assert (row.n, row.n_covered) == (n, x)
         assert row.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300), (n, x)
-        status = "fail" if expected < 0.001 else "review" if expected < 0.05 else "pass"
+        close = abs(x / n - 0.9) <= TOLERANCE  # practical significance first
+        status = "pass" if close else "fail" if expected < 0.001 else "review" if expected < 0.05 else "pass"
         assert row.status == status, (n, x, expected)
     assert {"pass", "review", "fail"} <= set(got.status)
     # the overall row pools every cell
@@ -381,8 +382,29 @@ def test_binomial_p_values_match_scipy_exactly():
     assert total.p_value == pytest.approx(stats.binomtest(x, n, 0.9).pvalue, rel=1e-8, abs=1e-300)
     # the warn-level data test names the failing groups
     failing = w.singular_test(con, "coverage_status_fail")
-    expected_fail = {f"m{i}" for i, (n, x) in enumerate(counts) if stats.binomtest(x, n, 0.9).pvalue < 0.001}
+    expected_fail = {f"m{i}" for i, (n, x) in enumerate(counts)
+                     if stats.binomtest(x, n, 0.9).pvalue < 0.001 and abs(x / n - 0.9) > TOLERANCE}
     assert expected_fail and set(failing[failing.grouping == "cell"].model_id) == expected_fail
+
+
+TOLERANCE = 0.02  # coverage_tolerance in seeds/calibration_config.csv
+
+
+def test_coverage_status_weighs_practical_against_statistical_significance():
+    """Both ends: a tiny miss at a huge n passes; a miss beyond the tolerance still needs the p-value."""
+    counts = [(34_000, 30_804),  # 0.906: p ~ 2e-4, but 0.006 from nominal -> pass
+              (34_000, 29_920),  # 0.880: p ~ 1e-30 and 0.02 beyond -> fail
+              (20, 16),  # 0.80: a large miss, but p = 0.13 at n = 20 -> pass
+              (300, 255)]  # 0.85: p ~ 0.004 and beyond the tolerance -> review
+    con = binomial_fixture(counts)
+    got = con.sql("select model_id, p_value, status from coverage_report where grouping = 'cell' "
+                  "order by model_id").df().set_index("model_id")
+    assert got.loc["m0"].p_value < 0.001 and got.loc["m0"].status == "pass"
+    assert got.loc["m1"].status == "fail"
+    assert got.loc["m2"].p_value > 0.05 and got.loc["m2"].status == "pass"
+    assert 0.001 < got.loc["m3"].p_value < 0.05 and got.loc["m3"].status == "review"
+    tolerance = con.sql("select value from calibration_config where key = 'coverage_tolerance'").fetchall()
+    assert tolerance == [(TOLERANCE,)]
 
 
 def test_coverage_data_test_is_warn_severity():
