@@ -65,6 +65,22 @@ def test_compare_prints_and_records_both_hierarchies(warehouse: Path) -> None:
     assert query(warehouse, "select count(*), count(distinct run_id) from hierarchy_comparison") == [(2, 1)]
 
 
+def test_holdout_modes_score_whole_held_out_groups(warehouse: Path) -> None:
+    n_rows = query(warehouse, "select count(*) from residuals where indicator = 'energy_wh'")[0][0]
+    result = invoke(warehouse, "compare-hierarchies", "--indicator", "energy_wh", "--run-id", "h1",
+                    "--hierarchy", "two_level", "--hierarchy", "global_level", "--holdout", "models",
+                    "--holdout", "families", "--folds", "2", *SAMPLING)
+    assert result.exit_code == 0, result.output
+    assert "whole groups left out of the fit" in result.output and "new families:" in result.output
+    rows = query(warehouse, "select mode, hierarchy, elpd, coverage_90, n_rows, folds from hierarchy_holdout "
+                            "where run_id = 'h1' order by mode, hierarchy")
+    assert [(r[0], r[1]) for r in rows] == [("families", "global_level"), ("families", "two_level"),
+                                           ("models", "global_level"), ("models", "two_level")]
+    for _, _, elpd, coverage, scored, folds in rows:
+        # every residual of every held-out group (all request folds: none was fitted) is scored once
+        assert math.isfinite(elpd) and 0.0 <= coverage <= 1.0 and scored == n_rows and folds == 2
+
+
 def test_clear_errors(warehouse: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(warehouse, copy)

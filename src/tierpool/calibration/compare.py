@@ -29,17 +29,31 @@ KEYS = ["family_id", "architecture_id", "model_id", "region_class_id", "region_i
 _NEEDED = ("residuals", "request_folds", "models")
 
 
+HOLDOUT_TABLE = "hierarchy_holdout"
+
+
 @dataclass
 class ComparisonInputs:
-    """Fit-fold cells and test-fold rows, both with ``indicator`` and the :data:`KEYS`."""
+    """Fit-fold cells, test-fold rows and rows of every fold, with ``indicator``, :data:`KEYS` and fold."""
 
     fit_cells: pd.DataFrame
     test_rows: pd.DataFrame
+    all_rows: pd.DataFrame
 
 
-def hierarchies() -> dict[str, Any]:
-    """The two hierarchies compared: DESIGN §5's default and the family → architecture → model one."""
-    return {"two_level": default_spec(), "three_level": three_level_spec()}
+CANDIDATES = {
+    "two_level": lambda: default_spec(),
+    "three_level": lambda: three_level_spec(),
+    "global_level": lambda: default_spec(global_level=True),  # a learned mean above the families
+}
+
+
+def hierarchies(names: tuple[str, ...] = ("two_level", "three_level")) -> dict[str, Any]:
+    """The hierarchies compared (default: DESIGN §5's and the family → architecture → model one)."""
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        raise TierpoolError(f"unknown hierarchy {unknown}; choose from {sorted(CANDIDATES)}")
+    return {name: CANDIDATES[name]() for name in names}
 
 
 def _literal(text: str) -> str:
@@ -85,19 +99,22 @@ def load_inputs(reader: Adapter, indicators: list[str] | None = None) -> Compari
         fit_cells = reader.frame(
             f"SELECT indicator, {', '.join(KEYS)}, count(*) AS n, avg(residual) AS mean, "
             f"var_pop(residual) * count(*) AS S FROM ({base}) AS b WHERE fold = 'fit' GROUP BY ALL")
-        test_rows = reader.frame(f"SELECT * FROM ({base}) AS b WHERE fold = 'test'")
+        all_rows = reader.frame(f"SELECT * FROM ({base}) AS b")
+        test_rows = all_rows[all_rows["fold"] == "test"].reset_index(drop=True)
     finally:
         reader.close()
     for fold, frame in (("fit", fit_cells), ("test", test_rows)):
         empty = sorted(set(wanted) - set(frame["indicator"]))
         if empty:
             raise TierpoolError(f"the {fold} fold has no residuals for {empty}: too few measured requests to compare")
-    return ComparisonInputs(fit_cells, test_rows)
+    return ComparisonInputs(fit_cells, test_rows, all_rows)
 
 
 def compare_warehouse(reader: Adapter, writer: Adapter, settings: FitSettings,
-                      indicators: list[str] | None = None, run_id: str | None = None) -> pd.DataFrame:
-    """Fit both hierarchies per indicator on the fit fold, score them on the test fold, record it.
+                      indicators: list[str] | None = None, run_id: str | None = None,
+                      names: tuple[str, ...] = ("two_level", "three_level"), modes: tuple[str, ...] = (),
+                      folds: int = 5) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Fit the hierarchies per indicator on the fit fold, score them on the test fold, record it.
 
     Args:
         reader: A read-only adapter of the warehouse (built by ``tierpool build``).
@@ -106,38 +123,57 @@ def compare_warehouse(reader: Adapter, writer: Adapter, settings: FitSettings,
         indicators: Indicators to compare (default: all with residuals).
         run_id: Id of this run; rows of an earlier run with the same id are replaced
             (default: the UTC start time, ``YYYYmmddTHHMMSSZ``).
+        names: Hierarchies to compare (:data:`CANDIDATES`).
+        modes: Also score them leaving whole groups out (``models``, ``regions``, ``families``;
+            ``tierpool.fit.holdout``: ``folds`` fits per mode and hierarchy), into hierarchy_holdout.
 
     Returns:
-        The rows written to ``hierarchy_comparison``.
+        The rows written to ``hierarchy_comparison``, and those of ``hierarchy_holdout`` (or None).
 
     Raises:
         TierpoolError: See :func:`load_inputs`; DatabaseError if the warehouse stays locked.
     """
+    from tierpool.fit.holdout import compare_holdout
+
     started = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     run_id = run_id or started.strftime("%Y%m%dT%H%M%SZ")
+    specs = hierarchies(names)
     inputs = load_inputs(reader, indicators)  # the connection is closed again before sampling
-    frames = []
+    frames, holdout = [], []
     for indicator in sorted(inputs.test_rows["indicator"].unique()):
         fit = inputs.fit_cells[inputs.fit_cells["indicator"] == indicator].drop(columns="indicator")
         rows = inputs.test_rows[inputs.test_rows["indicator"] == indicator].drop(columns=["indicator", "fold"])
-        table = compare_hierarchies(fit, cells_from_rows(rows, KEYS), hierarchies(), settings, test_rows=rows)
+        table = compare_hierarchies(fit, cells_from_rows(rows, KEYS), specs, settings, test_rows=rows)
         table.insert(0, "indicator", indicator)
         frames.append(table)
-    out = pd.concat(frames, ignore_index=True)
+        if modes:
+            every = inputs.all_rows[inputs.all_rows["indicator"] == indicator].drop(columns=["indicator", "fold"])
+            scores = compare_holdout(specs, fit, every, settings, modes, folds)
+            scores.insert(0, "indicator", indicator)
+            holdout.append(scores)
     recorded = ("tune", "draws", "chains", "target_accept", "seed", "sampler")
-    sampler = {k: v for k, v in asdict(settings).items() if k in recorded}
-    out.insert(0, "run_id", run_id)
-    out.insert(1, "run_at", started)
-    out["settings"] = json.dumps(sampler, sort_keys=True)
-    write_comparison(writer, out)
-    return out
+    sampler = json.dumps({k: v for k, v in asdict(settings).items() if k in recorded}, sort_keys=True)
+    out = _stamped(pd.concat(frames, ignore_index=True), run_id, started, sampler)
+    held = _stamped(pd.concat(holdout, ignore_index=True), run_id, started, sampler) if holdout else None
+    write_comparison(writer, out, held)
+    return out, held
 
 
-def write_comparison(writer: Adapter, rows: pd.DataFrame) -> None:
-    """Replace this run's rows of ``hierarchy_comparison`` (keyed by run_id) in one short write."""
+def _stamped(frame: pd.DataFrame, run_id: str, started: datetime, sampler: str) -> pd.DataFrame:
+    frame.insert(0, "run_id", run_id)
+    frame.insert(1, "run_at", started)
+    frame["settings"] = sampler
+    return frame
+
+
+def write_comparison(writer: Adapter, rows: pd.DataFrame, holdout: pd.DataFrame | None = None) -> None:
+    """Replace this run's rows of ``hierarchy_comparison`` (and ``hierarchy_holdout``) in one short write."""
+    outputs = [FrameOutput(TABLE, rows, (), "append", ("run_id",))]
+    if holdout is not None:
+        outputs.append(FrameOutput(HOLDOUT_TABLE, holdout, (), "append", ("run_id",)))
     writer.open(wait_s=30.0)
     try:
-        writer.write_frames([FrameOutput(TABLE, rows, (), "append", ("run_id",))])
+        writer.write_frames(outputs)
     finally:
         writer.close()
 
@@ -167,4 +203,25 @@ def summary_lines(rows: pd.DataFrame) -> list[str]:
             if r["max_r_hat"] > 1.01 or r["divergences"] > 0:
                 lines.append(f"{indicator} {r['hierarchy']}: sampler not converged (max r_hat "
                              f"{r['max_r_hat']:.3f}, {int(r['divergences'])} divergences): use more draws")
+    return lines
+
+
+def holdout_lines(rows: pd.DataFrame) -> list[str]:
+    """The terminal view of the leave-groups-out scores: a table, then the best per mode."""
+    from tierpool.cli.console import render_table
+
+    cols = ["indicator", "mode", "hierarchy", "elpd", "elpd_se", "elpd_diff", "coverage_90", "mean_width",
+            "n_rows", "n_groups", "folds", "max_r_hat", "divergences"]
+    shown = rows[cols].copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = shown[c].round(3)
+    lines = ["hierarchy_holdout (whole groups left out of the fit, scored against the new-member prior)",
+             render_table(cols, list(shown.itertuples(index=False, name=None)))]
+    for (indicator, mode), part in rows.groupby(["indicator", "mode"], sort=True):
+        best, worst = part.iloc[0], part.iloc[-1]
+        margin = best["elpd"] - worst["elpd"]
+        clear = margin > 2 * max(best["elpd_se"], worst["elpd_se"])
+        lines.append(f"{indicator}, new {mode}: {best['hierarchy']} best by {margin:.1f} nats"
+                     f"{'' if clear else ' (within 2 se: not a clear difference)'}")
     return lines

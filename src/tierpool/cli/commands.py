@@ -362,18 +362,26 @@ def report(fit_id: str | None, out: Path | None, project_dir: Path, target: str 
 @click.option("--fit-draws", type=int, default=None, help="Draws per chain.")
 @click.option("--fit-chains", type=int, default=None, help="Chains per fit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars while sampling.")
+@click.option("--hierarchy", "names", multiple=True, type=click.Choice(["two_level", "three_level", "global_level"]),
+              help="Hierarchy to compare (repeat; default: two_level and three_level).")
+@click.option("--holdout", "modes", multiple=True, type=click.Choice(["models", "regions", "families"]),
+              help="Also leave whole models, regions or families out of the fit and score their rows "
+                   "against the new-member prior (repeat; --folds fits each).")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True, help="Folds per --holdout mode.")
 @_project_options
 @_errors
 def compare_hierarchies_cmd(indicators: tuple[str, ...], run_id: str | None, fit_tune: int | None,
                             fit_draws: int | None, fit_chains: int | None, no_progress: bool,
+                            names: tuple[str, ...], modes: tuple[str, ...], folds: int,
                             project_dir: Path, target: str | None, debug: bool) -> None:
-    """Fit family -> model and family -> architecture -> model on the fit fold; score on the test fold.
+    """Fit candidate hierarchies on the fit fold; score them on the test fold and, with --holdout, on
+    whole held-out groups.
 
-    Prints the table and writes it to hierarchy_comparison. Example:
+    Prints the tables and writes them to hierarchy_comparison (and hierarchy_holdout). Example:
 
-        tierpool compare-hierarchies --fit-tune 1000 --fit-draws 1000 --fit-chains 2
+        tierpool compare-hierarchies --hierarchy two_level --hierarchy global_level --holdout models
     """
-    from tierpool.calibration.compare import compare_warehouse, summary_lines
+    from tierpool.calibration.compare import compare_warehouse, holdout_lines, summary_lines
     from tierpool.calibration.settings import read_settings
     from tierpool.fit import FitSettings
 
@@ -384,8 +392,9 @@ def compare_hierarchies_cmd(indicators: tuple[str, ...], run_id: str | None, fit
     from tierpool.adapters import adapter_for
 
     writer = adapter_for(project.target, project.root)
-    rows = compare_warehouse(_reader(project_dir, target), writer, settings, list(indicators) or None, run_id)
-    for line in summary_lines(rows):
+    rows, held = compare_warehouse(_reader(project_dir, target), writer, settings, list(indicators) or None, run_id,
+                                   names or ("two_level", "three_level"), modes, folds)
+    for line in summary_lines(rows) + (holdout_lines(held) if held is not None else []):
         click.echo(line)
 
 
