@@ -210,8 +210,8 @@ def holdout_lines(rows: pd.DataFrame) -> list[str]:
     """The terminal view of the leave-groups-out scores: a table, then the best per mode."""
     from tierpool.cli.console import render_table
 
-    cols = ["indicator", "mode", "hierarchy", "elpd", "elpd_se", "elpd_diff", "coverage_90", "mean_width",
-            "n_rows", "n_groups", "folds", "max_r_hat", "divergences"]
+    cols = ["indicator", "mode", "hierarchy", "elpd", "elpd_se", "elpd_diff", "elpd_diff_se", "coverage_90",
+            "mean_width", "n_rows", "n_groups", "folds", "max_r_hat", "divergences"]
     shown = rows[cols].copy()
     for c in shown.columns:
         if shown[c].dtype.kind == "f":
@@ -220,8 +220,8 @@ def holdout_lines(rows: pd.DataFrame) -> list[str]:
              render_table(cols, list(shown.itertuples(index=False, name=None)))]
     for (indicator, mode), part in rows.groupby(["indicator", "mode"], sort=True):
         best, worst = part.iloc[0], part.iloc[-1]
-        margin = best["elpd"] - worst["elpd"]
-        clear = margin > 2 * max(best["elpd_se"], worst["elpd_se"])
-        lines.append(f"{indicator}, new {mode}: {best['hierarchy']} best by {margin:.1f} nats"
-                     f"{'' if clear else ' (within 2 se: not a clear difference)'}")
+        margin, se = -worst["elpd_diff"], worst["elpd_diff_se"]
+        clear = margin > 2 * se
+        lines.append(f"{indicator}, new {mode}: {best['hierarchy']} best by {margin:.1f} nats (paired se {se:.1f})"
+                     f"{'' if clear else ': within 2 se, not a clear difference'}")
     return lines

@@ -31,8 +31,8 @@ from tierpool.fit.sample import FitSettings
 from tierpool.fit.spec import FitSpec
 
 MODES = ("models", "regions", "families")
-COLUMNS = ["hierarchy", "mode", "elpd", "elpd_se", "coverage_90", "mean_width", "n_rows", "n_cells",
-           "n_groups", "folds", "max_r_hat", "divergences"]
+COLUMNS = ["hierarchy", "mode", "elpd", "elpd_se", "elpd_diff", "elpd_diff_se", "coverage_90", "mean_width",
+           "n_rows", "n_cells", "n_groups", "folds", "max_r_hat", "divergences"]
 
 
 def group_column(spec: FitSpec, mode: str) -> str:
@@ -52,8 +52,9 @@ def fold_of(ids: pd.Series, folds: int) -> pd.Series:
 
 
 def score_holdout(name: str, spec: FitSpec, fit_cells: pd.DataFrame, rows: pd.DataFrame, settings: FitSettings,
-                  mode: str, folds: int = 5, value: str = "residual") -> dict[str, Any]:
-    """Leave-``mode``-out scores of one hierarchy (see the module docstring).
+                  mode: str, folds: int = 5, value: str = "residual") -> tuple[dict[str, Any], np.ndarray]:
+    """Leave-``mode``-out scores of one hierarchy (see the module docstring), and the elpd of each
+    held-out cell (fold by fold, cells sorted: the same order for every hierarchy).
 
     Args:
         name: The hierarchy's name (for the row).
@@ -92,18 +93,31 @@ def score_holdout(name: str, spec: FitSpec, fit_cells: pd.DataFrame, rows: pd.Da
     if not pointwise:
         raise FitError(f"hold-out {mode}: no fold has both held-out rows and cells left to fit")
     point = np.concatenate(pointwise)
-    return {"hierarchy": name, "mode": mode, "elpd": float(point.sum()),
-            "elpd_se": float(math.sqrt(len(point)) * point.std(ddof=1)) if len(point) > 1 else float("nan"),
-            "coverage_90": covered / n_rows, "mean_width": widths / n_rows, "n_rows": n_rows, "n_cells": n_cells,
-            "n_groups": len(groups), "folds": folds, "max_r_hat": r_hat, "divergences": divergences}
+    row = {"hierarchy": name, "mode": mode, "elpd": float(point.sum()), "elpd_se": _se(point),
+           "coverage_90": covered / n_rows, "mean_width": widths / n_rows, "n_rows": n_rows, "n_cells": n_cells,
+           "n_groups": len(groups), "folds": folds, "max_r_hat": r_hat, "divergences": divergences}
+    return row, point
+
+
+def _se(point: np.ndarray) -> float:
+    return float(math.sqrt(len(point)) * point.std(ddof=1)) if len(point) > 1 else float("nan")
 
 
 def compare_holdout(specs: dict[str, FitSpec], fit_cells: pd.DataFrame, rows: pd.DataFrame,
                     settings: FitSettings, modes: tuple[str, ...] = MODES, folds: int = 5) -> pd.DataFrame:
-    """Every hierarchy by every hold-out mode: one row each (:data:`COLUMNS`), best elpd first per mode."""
-    out = [score_holdout(name, spec, fit_cells, rows, settings, mode, folds)
-           for mode in modes for name, spec in specs.items()]
+    """Every hierarchy by every hold-out mode: one row each (:data:`COLUMNS`), best elpd first per mode.
+
+    ``elpd_diff`` is the elpd minus the mode's best, ``elpd_diff_se`` its standard error paired over
+    the held-out cells (the hierarchies score the same cells), as ArviZ's ``compare`` does.
+    """
+    out = []
+    for mode in modes:
+        scored = [score_holdout(name, spec, fit_cells, rows, settings, mode, folds) for name, spec in specs.items()]
+        best = max(scored, key=lambda sc: sc[0]["elpd"])[1]
+        for row, point in scored:
+            same = len(point) == len(best)  # always, unless a fold had nothing to fit for one hierarchy
+            row["elpd_diff"] = row["elpd"] - float(best.sum())
+            row["elpd_diff_se"] = _se(point - best) if same and row["elpd_diff"] != 0 else 0.0
+            out.append(row)
     frame = pd.DataFrame(out)[COLUMNS]
-    best = frame.groupby("mode")["elpd"].transform("max")
-    frame.insert(4, "elpd_diff", frame["elpd"] - best)
     return frame.sort_values(["mode", "elpd"], ascending=[True, False], ignore_index=True)
