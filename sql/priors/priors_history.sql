@@ -4,15 +4,17 @@
 -- Model side (source_level): 'model' if the model was fitted (its identified 'level',
 -- the model at the average region); else 'family' if its family was fitted (a new model
 -- mu_new ~ N(mu_f, sigma_f): mean E[mu_f], variance Var[mu_f] + E[sigma_f^2]); else
--- 'global' (a new family under the verbatim hyperprior sigma ~ HalfNormal(0.5): mean 0,
--- variance 2 * E[sigma^2] = 0.5).
+-- 'global' (a new model of a never-seen family: the fit's new_family_level and
+-- new_family_sigma draws in posterior_predictive, so a learned global level is respected;
+-- fits recorded without them fall back to the verbatim hyperprior sigma ~ HalfNormal(0.5):
+-- mean 0, variance 2 * E[sigma^2] = 0.5).
 -- Region side (region_level): 'region' if fitted (its sum-to-zero deviation); else
 -- 'class' (mu_g ~ N(mu_c, sigma_c): mean E[mu_c], variance Var[mu_c] + E[sigma_c^2]);
 -- else 'global' (a new class: mean 0, variance 0.5).
 -- bias = model side + region side; bias_sd adds the two variances (the posterior
 -- correlation between them is not in the summaries and is ignored).
--- dispersion = E[sigma_model] (family sigma for unseen models, prior E[sigma] =
--- 0.5*sqrt(2/pi) for unseen families).
+-- dispersion = E[sigma_model] (family sigma for unseen models; for unseen families the
+-- fit's new_family_sigma, else the prior E[sigma] = 0.5*sqrt(2/pi)).
 -- The predictive columns come from posterior_predictive (kind chosen by the two levels,
 -- see predictive_kind); when the fit did not emit that kind, a normal approximation
 -- N(bias_mean, bias_sd^2 + E[sigma^2]) is used and predictive_kind says 'normal_approx'.
@@ -53,6 +55,18 @@ class_sigma as (
     select p.fit_id, p.indicator, p.region_class_id, p.mean, p.sd
     from posterior_region_classes as p where p.parameter = 'sigma'
 ),
+new_family as (
+    select
+        p.fit_id,
+        p.indicator,
+        max(p.mean) filter (where p.kind = 'new_family_level') as level_mean,
+        max(p.sd) filter (where p.kind = 'new_family_level') as level_sd,
+        max(p.mean) filter (where p.kind = 'new_family_sigma') as sigma_mean,
+        max(p.sd) filter (where p.kind = 'new_family_sigma') as sigma_sd
+    from posterior_predictive as p
+    where p.kind in ('new_family_level', 'new_family_sigma')
+    group by p.fit_id, p.indicator
+),
 sides as (
     select
         p.fit_id,
@@ -75,23 +89,23 @@ sides as (
         case
             when ml.model_id is not null then ml.mean
             when fm.family_id is not null then fm.mean
-            else 0.0
+            else coalesce(nf.level_mean, 0.0)
         end as model_side_mean,
         case
             when ml.model_id is not null then ml.sd * ml.sd
             when fm.family_id is not null
                 then fm.sd * fm.sd + fs.mean * fs.mean + fs.sd * fs.sd
-            else 0.5
+            else coalesce(nf.level_sd * nf.level_sd, 0.5)
         end as model_side_var,
         case
             when ml.model_id is not null then ms.mean
             when fm.family_id is not null then fs.mean
-            else 0.5 * sqrt(2.0 / pi())
+            else coalesce(nf.sigma_mean, 0.5 * sqrt(2.0 / pi()))
         end as dispersion,
         case
             when ml.model_id is not null then ms.mean * ms.mean + ms.sd * ms.sd
             when fm.family_id is not null then fs.mean * fs.mean + fs.sd * fs.sd
-            else 0.25
+            else coalesce(nf.sigma_mean * nf.sigma_mean + nf.sigma_sd * nf.sigma_sd, 0.25)
         end as dispersion_sq,
         case
             when rm.region_id is not null then rm.mean
@@ -123,6 +137,8 @@ sides as (
     left join class_sigma as cs
         on cs.fit_id = p.fit_id and cs.indicator = p.indicator
         and cs.region_class_id = r.region_class_id
+    left join new_family as nf
+        on nf.fit_id = p.fit_id and nf.indicator = p.indicator
 ),
 with_kind as (
     select

@@ -253,6 +253,37 @@ def test_priors_cover_catalogue_with_fallback_levels(built: Built) -> None:
     assert priors.loc[priors.source_level == "global", "family_id"].nunique() >= 1
     history = df(p, "select fit_id, count(*) n from priors_history group by all")
     assert history.to_dict("records") == [{"fit_id": FIT_ID, "n": len(priors)}]
+    # a never-seen family's model side and dispersion are the fit's new_family draws
+    sides = df(p, """select indicator, max(mean) filter (where kind = 'new_family_sigma') as sigma
+                     from posterior_predictive group by all""").set_index("indicator")["sigma"]
+    unseen = priors[priors.source_level == "global"]
+    assert (unseen["dispersion"] == unseen["indicator"].map(sides)).all()
+
+
+def test_never_seen_family_learns_from_the_global_level(built: Built, copy_built: Path) -> None:
+    write_fit_vars(copy_built, global_level=True)
+    result = invoke(copy_built, "build", "--no-progress")
+    assert result.exit_code == 0, result.output[-3000:]
+    fit_id = query(copy_built, "select distinct fit_id from latest_fit")[0][0]
+    rows = df(copy_built, f"""
+        select p.indicator, p.bias_mean - coalesce(r.mean, 0) as model_side, pp.mean as level
+        from priors p
+        left join posterior_regions r on r.fit_id = p.fit_id and r.indicator = p.indicator
+            and r.region_id = p.region_id and r.parameter = 'mu'
+        join posterior_predictive pp on pp.fit_id = p.fit_id and pp.indicator = p.indicator
+            and pp.kind = 'new_family_level'
+        where p.source_level = 'global' and p.region_level = 'region' and p.fit_id = '{fit_id}'""")
+    assert len(rows) and ((rows["model_side"] - rows["level"]).abs() < 1e-9).all()
+    # the level is the learned global mean's, not the verbatim prior's 0
+    mu_global = {ind: fit.posterior["mu_global"].values.mean() for ind, fit in _draws(copy_built, fit_id).items()}
+    for ind, part in rows.groupby("indicator"):
+        assert abs(part["level"].iloc[0] - mu_global[ind]) < 0.1, (ind, part["level"].iloc[0], mu_global[ind])
+
+
+def _draws(project: Path, fit_id: str) -> dict:
+    import arviz as az
+
+    return {ind: az.from_netcdf(str(project / "target" / "fits" / fit_id / f"{ind}.nc")) for ind in INDICATORS}
 
 
 def test_rebuild_reuses_fit_and_appends_nothing(built: Built, copy_built: Path) -> None:

@@ -102,6 +102,7 @@ class _Ctx:
         spec = st.spec
         self.nu = nu
         self.st, self.spec = st, spec
+        self.seed = seed
         self.rng = np.random.default_rng([seed, 104729])
         main = spec.main
         self.leaf = main.leaf
@@ -178,6 +179,32 @@ def predictive_table(idata: Any, st: Structure, seed: int, nu: dict[str, np.ndar
     top = _new_top(ctx)
     if top is not None:
         frames.append(_new_leaf_kinds(ctx, top[0], top[1], "new_family", None, None))
+        frames.append(_new_family_sides(ctx, top[0][:, 0], top[1][:, 0]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _new_family_sides(ctx: _Ctx, mu_up: np.ndarray, sd_up: np.ndarray) -> pd.DataFrame:
+    """A new model of a never-seen family: its level (``new_family_level``, the model side of the
+    bias) and residual sd (``new_family_sigma``), as priors' fallback reads them (with the global
+    level they are learned; verbatim they are the prior's). Its own random stream: the other kinds'
+    draws are unchanged."""
+    rng = np.random.default_rng([ctx.seed, 7919])
+    level = mu_up + sd_up * rng.standard_normal(ctx.B)
+    parts = [("new_family_level", level)]
+    if ctx.sd_m is not None:
+        pooling = ctx.spec.residual_sd.pooling
+        if pooling == PER_LEAF:
+            sigma = np.abs(sd_up * rng.standard_normal(ctx.B))
+        elif ctx.spec.residual_level() is None:  # shared
+            sigma = _draws(ctx.idata, "sigma_residual")[:, 0]
+        else:
+            sigma = ctx.spec.residual_sd.prior.draw(rng, ctx.B)
+        parts.append(("new_family_sigma", sigma))
+    frames = []
+    for kind, x in parts:
+        q05, q95 = np.quantile(x, [0.05, 0.95])
+        frames.append(pd.DataFrame({"kind": [kind], "mean": [float(x.mean())], "sd": [float(x.std(ddof=1))],
+                                    "q05": [float(q05)], "q95": [float(q95)]}))
     return pd.concat(frames, ignore_index=True)
 
 
