@@ -112,7 +112,8 @@ def run(settings: dict[str, Any], candidates: dict[str, dict[str, Any]] = CANDID
     for name, extra in candidates.items():
         project = make_project(work / name, {**settings, **extra})
         code, seconds = build(project, work / f"{name}.log")
-        out[name] = {"exit": code, "seconds": seconds, **(read_results(project) if code in (0, 1) else {})}
+        log = (work / f"{name}.log").read_text()
+        out[name] = {"exit": code, "seconds": seconds, **(read_results(project) if code == 0 else {"log_tail": log[-3000:]})}
     return out
 
 

@@ -67,6 +67,17 @@ def test_append_with_unique_key_is_idempotent_and_accumulates(adapter):
     assert _rows(adapter, "select k, v from h") == [(1, "a"), (2, "B"), (3, "c")]
 
 
+def test_append_with_a_new_column_keeps_the_history(adapter):
+    """A new version of a model appends one more column: the old rows get NULL (dbt's
+    on_schema_change: append_new_columns), nothing fails, nothing is lost."""
+    adapter.append("h", "select 1 as k, 'a' as v", ("k",))
+    adapter.append("h", "select 2 as k, 'b' as v, 7 as attempt", ("k",))
+    assert _rows(adapter, "select k, v, attempt from h") == [(1, "a", None), (2, "b", 7)]
+    frame = pd.DataFrame({"k": [3], "v": ["c"], "attempt": [1], "extra": [0.5]})
+    adapter.write_frames([FrameOutput("h", frame, (), "append", ("k",))])
+    assert _rows(adapter, "select k, attempt, extra from h") == [(1, None, None), (2, 7, None), (3, 1, 0.5)]
+
+
 def test_seed_is_typed_and_all_or_nothing(adapter, tmp_path: Path):
     csv = tmp_path / "seeds" / "models.csv"
     seed = Seed(name="models", path=Path("seeds/models.csv"), columns=(Column("total_params_b", "DOUBLE"),))

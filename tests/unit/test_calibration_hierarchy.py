@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tierpool.calibration.settings import read_settings
@@ -15,8 +17,9 @@ def _with(**changes):
 
 
 def test_default_hierarchy_fits_todays_model_and_changed_priors_reach_the_spec():
-    assert read_settings(_with(), {}).spec() == read_settings({}, {}).spec()
-    assert read_settings({}, {}).spec().main == default_spec().main
+    verbatim = read_settings({"fit": {"global_level": False}}, {})
+    assert read_settings(_with(), {}).spec() == verbatim.spec()  # DEFAULT_HIERARCHY is DESIGN §5 verbatim
+    assert read_settings({}, {}).spec() == replace(default_spec(global_level=True), resolution=verbatim.resolution)
     family = {**DEFAULT_HIERARCHY["levels"][0], "scale": "halfcauchy(0.5)"}
     settings = read_settings(_with(levels=[family, DEFAULT_HIERARCHY["levels"][1]],
                                    **{"global": {"location": "normal(-1, 2)"}}), {})
@@ -25,7 +28,7 @@ def test_default_hierarchy_fits_todays_model_and_changed_priors_reach_the_spec()
     assert spec.global_level.location == Prior("normal", (-1.0, 2.0))
     assert spec.resolution == settings.resolution  # vars.fit.resolution still applies
     # a changed prior changes the fit's fingerprint: the next build refits
-    assert settings.fingerprint_settings() != read_settings({}, {}).fingerprint_settings()
+    assert settings.fingerprint_settings() != verbatim.fingerprint_settings()
 
 
 @pytest.mark.parametrize(("vars_", "message"), [

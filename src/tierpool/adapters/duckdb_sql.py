@@ -156,6 +156,7 @@ def append_rows(
         return count_rows(con, name)
     staged = "__tierpool_new_rows"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {staged} AS\n{strip_sql(select_sql)}\n")
+    _add_new_columns(con, name, staged)
     if unique_key:
         match = " AND ".join(
             f"{quote(name)}.{quote(k)} IS NOT DISTINCT FROM {staged}.{quote(k)}" for k in unique_key
@@ -165,6 +166,20 @@ def append_rows(
     inserted = count_rows(con, staged)
     con.execute(f"DROP TABLE {staged}")
     return inserted
+
+
+def _add_new_columns(con: Connection, name: str, staged: str) -> None:
+    """Columns the new rows have and the kept table lacks are added to it (NULL in the old rows),
+    as dbt's ``on_schema_change: append_new_columns``: a new version of a model that appends one
+    more column does not fail on the history its earlier versions wrote."""
+    def columns(relation: str) -> dict[str, str]:
+        rows = con.execute(f"DESCRIBE {quote(relation)}").fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    have = {c.lower() for c in columns(name)}
+    for column, type_ in columns(staged).items():
+        if column.lower() not in have:
+            con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {type_}")
 
 
 def count_rows(con: Connection, relation: str) -> int:

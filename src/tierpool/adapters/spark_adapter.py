@@ -329,13 +329,23 @@ class SparkAdapter(Adapter):
         """
         new = self._stage(f"{name}__new", new_rows_sql)
         try:
-            columns = self.session().table(quote(name)).columns
-            cols = ", ".join(quote(c) for c in columns)
-            kept = f"SELECT {cols} FROM {quote(name)} AS o"
+            old_fields = {f.name.lower(): f for f in self.session().table(quote(name)).schema.fields}
+            new_fields = {f.name.lower(): f for f in self.session().table(quote(new)).schema.fields}
+
+            # the union of both column lists (old first): a column only one side has is NULL on the
+            # other, as dbt's on_schema_change: append_new_columns
+            union = {**old_fields, **{c: f for c, f in new_fields.items() if c not in old_fields}}
+
+            def side(fields: dict[str, Any], alias: str) -> str:
+                return ", ".join(f"{alias}.{quote(f.name)}" if c in fields
+                                 else f"CAST(NULL AS {f.dataType.simpleString()}) AS {quote(f.name)}"
+                                 for c, f in union.items())
+
+            kept = f"SELECT {side(old_fields, 'o')} FROM {quote(name)} AS o"
             if unique_key:
                 match = " AND ".join(f"o.{quote(k)} <=> n.{quote(k)}" for k in unique_key)
                 kept += f" LEFT ANTI JOIN {quote(new)} AS n ON {match}"
-            stage = self._stage(name, f"{kept}\nUNION ALL\nSELECT {cols} FROM {quote(new)}")
+            stage = self._stage(name, f"{kept}\nUNION ALL\nSELECT {side(new_fields, 'n')} FROM {quote(new)} AS n")
             return stage, int(self.session().table(quote(new)).count())
         finally:
             self.execute(f"DROP TABLE IF EXISTS {quote(new)}")
