@@ -67,7 +67,7 @@ def _summarise(kind: str, rows: int, fit, wall: float, n_cells: int) -> dict:
 def run_size(rows: int, seed: int, cold_cache: bool = False) -> None:
     """Two fits in one process: the first loads the density kernel from numba's disk cache (or,
     with ``--cold-cache``, compiles it), the second finds it loaded."""
-    syn = draw_synthetic(seed, rows=rows)
+    syn = draw_synthetic(seed, rows=rows, constrained=False)  # as results.jsonl was drawn
     settings = FitSettings(progress=False, seed=seed)
     first = "cold_compile" if cold_cache else "disk_cache"
     for label in (first, "in_process"):
@@ -79,12 +79,12 @@ def run_size(rows: int, seed: int, cold_cache: bool = False) -> None:
 def run_demo(seed: int) -> None:
     """Two indicators of a demo-sized problem; the first fit warms the cache (reported apart)."""
     settings = FitSettings(progress=False, seed=seed)
-    warm = draw_synthetic(seed + 100, rows=20_000)
+    warm = draw_synthetic(seed + 100, rows=20_000, constrained=False)
     fit_hierarchical(warm.cells, default_spec(), settings, catalogue=warm.catalogue)
     t = time.perf_counter()
     fits = []
     for k in range(2):
-        syn = draw_synthetic(seed + k, rows=20_000)
+        syn = draw_synthetic(seed + k, rows=20_000, constrained=False)
         fits.append(fit_hierarchical(syn.cells, default_spec(), settings, catalogue=syn.catalogue))
     wall = time.perf_counter() - t
     _record({"kind": "demo_two_indicators_warm", "rows": 20_000, "wall_s": round(wall, 2),
@@ -100,7 +100,7 @@ def _baseline_model(kind: str, rows: int, seed: int):
     import pymc as pm
     from benchmarks_rows import expand_rows  # type: ignore[import-not-found]
 
-    syn = draw_synthetic(seed, rows=rows)
+    syn = draw_synthetic(seed, rows=rows, constrained=False)  # as results.jsonl was drawn
     rows_df = expand_rows(syn, seed)
     fam = syn.truth["family"]["id"].to_numpy()
     mod = syn.truth["model"]

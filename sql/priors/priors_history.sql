@@ -1,6 +1,8 @@
 -- Priors of EVERY published fit for the current catalogue: one row per published
 -- (fit_id, indicator) x catalogue model x catalogue region. `priors` keeps the latest.
 --
+-- The two sides set source_level / region_level and the predictive kind; their means and
+-- variances (from the posterior summaries) are only the FALLBACK of the bias (see below).
 -- Model side (source_level): 'model' if the model was fitted (its identified 'level',
 -- the model at the average region); else 'family' if its family was fitted (a new model
 -- mu_new ~ N(mu_f, sigma_f): mean E[mu_f], variance Var[mu_f] + E[sigma_f^2]); else
@@ -10,14 +12,23 @@
 -- mean 0, variance 2 * E[sigma^2] = 0.5).
 -- Region side (region_level): 'region' if fitted (its sum-to-zero deviation); else
 -- 'class' (mu_g ~ N(mu_c, sigma_c): mean E[mu_c], variance Var[mu_c] + E[sigma_c^2]);
--- else 'global' (a new class: mean 0, variance 0.5).
--- bias = model side + region side; bias_sd adds the two variances (the posterior
--- correlation between them is not in the summaries and is ignored).
+-- else 'global' (a never-seen class: the verbatim class prior sigma_c ~ HalfNormal(0.5),
+-- mean 0, variance 2 * E[sigma_c^2] = 0.5; the fit emits no *_new_class kinds, so such rows
+-- always use this fallback).
+-- bias_mean, bias_sd, bias_q05, bias_q95: the JOINT posterior of mu_model + mu_region of the
+-- cell, i.e. the fit's bias_<kind> rows in posterior_predictive (the location draws behind the
+-- predictive row of the same kind and ids, so the posterior correlation between the model side
+-- and the region side is in them; for a never-seen family they are the fit's new-family draws,
+-- so a learned global level is respected). Fallback where the fit has no such row (fits recorded
+-- before those rows existed, and kinds the fit does not emit, e.g. a never-seen region class):
+-- bias_mean = model side mean + region side mean, bias_sd = sqrt of the sum of the two sides'
+-- variances (correlation ignored), bias_q05/q95 = bias_mean -/+ 1.645 bias_sd (normal).
 -- dispersion = E[sigma_model] (family sigma for unseen models; for unseen families the
 -- fit's new_family_sigma, else the prior E[sigma] = 0.5*sqrt(2/pi)).
 -- The predictive columns come from posterior_predictive (kind chosen by the two levels,
 -- see predictive_kind); when the fit did not emit that kind, a normal approximation
--- N(bias_mean, bias_sd^2 + E[sigma^2]) is used and predictive_kind says 'normal_approx'.
+-- N(bias_mean, bias_sd^2 + E[sigma^2]) of the summed sides is used and predictive_kind says
+-- 'normal_approx'.
 with published as (
     select
         f.fit_id,
@@ -151,8 +162,8 @@ with_kind as (
         s.region_class_id,
         s.source_level,
         s.region_level,
-        s.model_side_mean + s.region_side_mean as bias_mean,
-        sqrt(s.model_side_var + s.region_side_var) as bias_sd,
+        s.model_side_mean + s.region_side_mean as sides_mean,  -- fallback only (see top)
+        sqrt(s.model_side_var + s.region_side_var) as sides_sd,
         s.dispersion,
         s.dispersion_sq,
         case s.source_level
@@ -173,16 +184,18 @@ select
     k.family_id,
     k.region_id,
     k.region_class_id,
-    k.bias_mean,
-    k.bias_sd,
+    coalesce(pb.mean, k.sides_mean) as bias_mean,
+    coalesce(pb.sd, k.sides_sd) as bias_sd,
+    coalesce(pb.q05, k.sides_mean - 1.6448536269514722 * k.sides_sd) as bias_q05,
+    coalesce(pb.q95, k.sides_mean + 1.6448536269514722 * k.sides_sd) as bias_q95,
     k.dispersion,
-    coalesce(pp.mean, k.bias_mean) as pred_mean,
-    coalesce(pp.sd, sqrt(k.bias_sd * k.bias_sd + k.dispersion_sq)) as pred_sd,
+    coalesce(pp.mean, k.sides_mean) as pred_mean,
+    coalesce(pp.sd, sqrt(k.sides_sd * k.sides_sd + k.dispersion_sq)) as pred_sd,
     coalesce(
-        pp.q05, k.bias_mean - 1.6448536269514722 * sqrt(k.bias_sd * k.bias_sd + k.dispersion_sq)
+        pp.q05, k.sides_mean - 1.6448536269514722 * sqrt(k.sides_sd * k.sides_sd + k.dispersion_sq)
     ) as pred_q05,
     coalesce(
-        pp.q95, k.bias_mean + 1.6448536269514722 * sqrt(k.bias_sd * k.bias_sd + k.dispersion_sq)
+        pp.q95, k.sides_mean + 1.6448536269514722 * sqrt(k.sides_sd * k.sides_sd + k.dispersion_sq)
     ) as pred_q95,
     k.source_level,
     k.region_level,
@@ -192,7 +205,8 @@ select
         when pp.kind is null then 'normal_approx'
         else pp.kind
     end as predictive_kind,
-    cast(null as bigint) as interim_measurements  -- set by `priors` (interim updates of the fit in force)
+    cast(null as bigint) as interim_measurements,  -- set by `priors` (interim updates of the fit in force)
+    cast(null as boolean) as extrapolated  -- set by `priors` (pairs never measured in the fit's window)
 from with_kind as k
 left join posterior_predictive as pp
     on pp.fit_id = k.fit_id
@@ -202,3 +216,11 @@ left join posterior_predictive as pp
     and (k.source_level <> 'family' or pp.family_id = k.family_id)
     and (k.region_level <> 'region' or pp.region_id = k.region_id)
     and (k.region_level <> 'class' or pp.region_class_id = k.region_class_id)
+left join posterior_predictive as pb
+    on pb.fit_id = k.fit_id
+    and pb.indicator = k.indicator
+    and pb.kind = 'bias_' || k.kind
+    and (k.source_level <> 'model' or pb.model_id = k.model_id)
+    and (k.source_level <> 'family' or pb.family_id = k.family_id)
+    and (k.region_level <> 'region' or pb.region_id = k.region_id)
+    and (k.region_level <> 'class' or pb.region_class_id = k.region_class_id)

@@ -1,5 +1,5 @@
 -- Row-level keys of the fit's outputs (their unique_key is the coarser (fit_id, indicator),
--- which is what a rerun replaces).
+-- which is what a rerun replaces). fit_runs has one row per attempt of the target_accept ladder.
 select 'posterior_families' as relation, fit_id, indicator, family_id as group_id, parameter, count(*) as copies
 from posterior_families group by fit_id, indicator, family_id, parameter having count(*) > 1
 union all
@@ -18,5 +18,5 @@ from posterior_predictive
 group by fit_id, indicator, kind, family_id, model_id, region_class_id, region_id
 having count(*) > 1
 union all
-select 'fit_runs', fit_id, indicator, null, null, count(*)
-from fit_runs group by fit_id, indicator having count(*) > 1
+select 'fit_runs', fit_id, indicator, cast(attempt as varchar), null, count(*)
+from fit_runs group by fit_id, indicator, attempt having count(*) > 1

@@ -63,10 +63,17 @@ FIT_OUTPUTS = ("posterior_families", "posterior_models", "posterior_region_class
                "posterior_regions", "posterior_predictive", "fit_runs", "methodology_releases", "fit_decision")
 
 
+def python_outputs(project: Path = REPO) -> list[str]:
+    """Every output declared in python_models/*.yml (the fit's, interim_priors, fit_draws)."""
+    return [entry["name"] for path in sorted((project / "python_models").rglob("*.yml"))
+            for entry in (yaml.safe_load(path.read_text()) or {}).get("models", [])]
+
+
 def create_fit_outputs(con: duckdb.DuckDBPyConnection, project: Path = REPO) -> None:
-    """Empty tables for the Python fit's outputs, typed as declared in yml."""
+    """Empty tables for the Python models' outputs (the fit's and the others the SQL reads, e.g.
+    interim_priors), typed as declared in yml."""
     entries = yml_models(project)
-    for name in FIT_OUTPUTS:
+    for name in dict.fromkeys([*FIT_OUTPUTS, *python_outputs(project)]):
         cols = ", ".join(f'"{c["name"]}" {c["data_type"]}' for c in entries[name]["columns"])
         con.execute(f"create or replace table {name} ({cols})")
 

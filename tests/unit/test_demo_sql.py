@@ -142,6 +142,9 @@ def fitted(demo) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     w.load_frames(con, {k: v for k, v in data.frames().items() if k in ("models", "regions")})
     w.create_fit_outputs(con)
+    # priors flags pairs never measured before the fit's window end (none here: all extrapolated)
+    con.execute("create table residual_cells (indicator varchar, model_id varchar, region_id varchar, "
+                "first_at timestamp)")
     _fit(con, "2026Q1", "published", "2026-04-02", "1.4.3", shift=-0.1)
     _fit(con, "2026Q2", "published", "2026-07-02", "1.4.4", shift=0.0)
     _fit(con, "2026Q3", "rejected", "2026-10-02", None, shift=0.5)
@@ -206,6 +209,34 @@ def test_prior_unseen_family_and_class_fall_back_to_the_prior(fitted):
     assert p.bias_mean == pytest.approx(0.0)
     assert p.bias_sd == pytest.approx(1.0)
     assert p.dispersion == pytest.approx(0.5 * math.sqrt(2 / math.pi))
+
+
+def test_bias_is_the_fits_joint_draws_when_it_has_them(fitted):
+    """issue 11 item 5: a bias_<kind> row (joint draws of mu_model + mu_region) wins over the summed
+    sides; the fallback quantiles are normal."""
+    fallback = _prior(fitted, "llama-3.1-8b", "scaleway-fr-par-1")
+    sd = math.hypot(0.02, 0.01)
+    assert (fallback.bias_q05, fallback.bias_q95) == pytest.approx((0.39 - Z90 * sd, 0.39 + Z90 * sd))
+    base = {"fit_id": "2026Q2", "indicator": "energy_wh", "family_id": "llama", "region_id": "scaleway-fr-par-1"}
+    _posterior(fitted, "posterior_predictive", [
+        {**base, "kind": "bias_model_region", "model_id": "llama-3.1-8b", "mean": 0.391, "sd": 0.015,
+         "q05": 0.37, "q95": 0.42},
+        {**base, "kind": "bias_new_model_region", "mean": 0.338, "sd": 0.21, "q05": 0.0, "q95": 0.7},
+    ])
+    try:
+        w.build(fitted, only={"priors_history", "priors"})
+        p = _prior(fitted, "llama-3.1-8b", "scaleway-fr-par-1")
+        assert (p.bias_mean, p.bias_sd, p.bias_q05, p.bias_q95) == pytest.approx((0.391, 0.015, 0.37, 0.42))
+        assert (p.pred_mean, p.pred_sd, p.predictive_kind) == (fallback.pred_mean, fallback.pred_sd, "model_region")
+        new = _prior(fitted, "llama-3.1-70b", "scaleway-fr-par-1")
+        assert (new.bias_mean, new.bias_sd, new.bias_q05, new.bias_q95) == pytest.approx((0.338, 0.21, 0.0, 0.7))
+        # the older fit has no such rows: still the summed sides
+        old = fitted.sql("select bias_sd from priors_history where fit_id = '2026Q1' and "
+                         "model_id = 'llama-3.1-8b' and region_id = 'scaleway-fr-par-1'").fetchall()
+        assert old[0][0] == pytest.approx(sd)
+    finally:
+        fitted.execute("delete from posterior_predictive where kind like 'bias_%'")
+        w.build(fitted, only={"priors_history", "priors"})
 
 
 def test_fit_gate_fails_only_the_build_that_made_the_rejected_fit(fitted):

@@ -485,7 +485,7 @@ FIT_OUTPUTS = {  # deterministic stand-ins for hierarchical_fit's outputs, cover
     # of priors_history: fitted and unfitted models, families, regions, classes, a predictive
     # for some cells only, a published and a newer rejected fit
     "fit_runs": f"""
-        select f.fit_id, i.indicator, f.status, f.reason, f.max_r_hat, 900.0 as min_ess_bulk,
+        select f.fit_id, i.indicator, 1::bigint as attempt, f.status, f.reason, f.max_r_hat, 900.0 as min_ess_bulk,
             0::bigint as divergences, '{{}}' as settings,
             f.finished_at - interval 1 hour as started_at,
             f.finished_at, 1.5 as compile_seconds, 20.0 as sampling_seconds, '{{}}' as versions,
@@ -545,6 +545,24 @@ FIT_OUTPUTS = {  # deterministic stand-ins for hierarchical_fit's outputs, cover
             c.model_id, any_value(c.region_class_id) as region_class_id, c.region_id,
             avg(c.mean) as mean, 0.4 as sd, avg(c.mean) - 0.658 as q05, avg(c.mean) + 0.658 as q95
         from residual_cells_by_quarter as c where hash(c.model_id || c.region_id) % 2 = 0
+        group by c.indicator, c.model_id, c.region_id
+        union all  -- the joint bias draws of some of those cells (priors: bias_* from them, else summed sides)
+        select '2026Q2', c.indicator, 'bias_model_region', any_value(c.family_id), c.model_id,
+            any_value(c.region_class_id), c.region_id, avg(c.mean), 0.03, avg(c.mean) - 0.05,
+            avg(c.mean) + 0.05
+        from residual_cells_by_quarter as c where hash(c.model_id || c.region_id) % 4 = 0
+        group by c.indicator, c.model_id, c.region_id""",
+    # interim updates of some models measured after the window (priors: source_level 'model_interim')
+    "interim_priors": f"""
+        select c.indicator, c.model_id, any_value(c.family_id) as family_id, c.region_id,
+            any_value(c.region_class_id) as region_class_id, avg(c.mean) as bias_mean,
+            0.02 as bias_sd, avg(c.mean) - 0.033 as bias_q05, avg(c.mean) + 0.033 as bias_q95,
+            0.3 as dispersion, avg(c.mean) as pred_mean, 0.35 as pred_sd,
+            avg(c.mean) - 0.576 as pred_q05, avg(c.mean) + 0.576 as pred_q95,
+            sum(c.n)::bigint as n_new, 0::bigint as n_new_unused, 500.0 as weights_ess,
+            '2026Q2' as fit_id
+        from residual_cells_by_quarter as c
+        where c.quarter_start >= date '{WINDOW_END}' and hash(c.model_id) % 5 = 0
         group by c.indicator, c.model_id, c.region_id""",
 }
 

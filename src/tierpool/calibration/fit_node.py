@@ -1,8 +1,10 @@
 """The body of the ``hierarchical_fit`` Python model: decide, fit, gate, publish.
 
 The node always records what it did: a new fit appends its posterior tables and one
-``fit_runs`` row per indicator (published or rejected); a reused fit appends nothing and says
-"reused fit X". Either way ``fit_decision`` (a table, replaced every run) says what this run did.
+``fit_runs`` row per indicator and attempt (published or rejected; a fit failing the gate only on
+a few divergences is refitted up the target_accept ladder first, and its superseded attempts are
+'retried': ladder.py); a reused fit appends nothing and says "reused fit X". Either way
+``fit_decision`` (a table, replaced every run) says what this run did.
 Rejected fits are recorded but never released: the gate data test (tests/data/fit_gate.sql, on
 the view fit_gate_status) fails the build that made the rejected fit; later builds serve the
 previous published fit and pass with a warning naming it (tests/data/fit_gate_rejected_fits.sql).
@@ -19,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from tierpool.calibration.fit_files import pending_dir, reconcile
+from tierpool.calibration.ladder import decide, describe_attempts
 from tierpool.calibration.lifecycle import (
     cells_in_window,
     code_fingerprint,
@@ -81,6 +84,8 @@ def _decision_rows(runs: pd.DataFrame | None, fit_id: str, action: str = "reused
     if runs is None or runs.empty:
         return pd.DataFrame(columns=cols)
     mine = runs[runs["fit_id"].astype(str) == fit_id]
+    if "status" in mine:  # the fit's final attempt per indicator (ladder.py: earlier ones are 'retried')
+        mine = mine[mine["status"].astype(str) != "retried"]
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return pd.DataFrame({
         "indicator": mine["indicator"].astype(str).to_numpy(), "fit_id": fit_id, "action": action,
@@ -107,14 +112,61 @@ def _student_t_rows(rows: pd.DataFrame | None, settings: CalibrationSettings, wi
 
 def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSettings, fit_id: str, fingerprint: str, window_end: Any,
                      rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    from tierpool.fit import FitSettings, GateThresholds, fit_hierarchical
+    """Fit every indicator; refit them all up the target_accept ladder while only a few divergences fail the gate."""
+    from tierpool.fit import GateThresholds
 
     spec = settings.spec()
-    fit_settings = FitSettings(progress=settings.progress, **settings.sampler)
     thresholds = GateThresholds(**settings.gate)
+    transitions = int(settings.sampler["chains"]) * int(settings.sampler["draws"])
     started = datetime.now(timezone.utc).replace(tzinfo=None)
+    draws = pending_dir(ctx.target_dir, fit_id, started)  # its marker carries attempt 1's started_at
+    tried = [float(settings.sampler["target_accept"])]
+    attempt_rows = []
+    attempt_started = started
+    while True:
+        results = _fit_indicators(ctx, cells, spec, settings, thresholds, fit_id, tried[-1], rows)
+        finished = datetime.now(timezone.utc).replace(tzinfo=None)
+        step = decide({k: r.gate for k, r in results.items()}, thresholds, transitions, tried, settings.ladder())
+        reason = gate_reason(results)
+        if step.retry_at is not None:
+            status, reason = "retried", f"{reason}; retried at target_accept {step.retry_at:g} (divergences only)"
+        elif reason:
+            status = "rejected"
+            reason = "; ".join(p for p in (reason, describe_attempts(tried), step.advice) if p)
+        else:
+            status = "published"
+        attempt_rows.append(fit_run_rows(
+            fit_id, results, cells, status=status, reason=reason, started_at=attempt_started, finished_at=finished,
+            window_end=window_end, fingerprint=fingerprint, attempt=len(tried),
+            settings={**settings.fingerprint_settings(), "target_accept": tried[-1]},
+        ))
+        if step.retry_at is None:
+            break
+        ctx.log(f"fit {fit_id} attempt {len(tried)} failed the gate on divergences only: refitting every indicator "
+                f"at target_accept {step.retry_at:g}")
+        tried.append(step.retry_at)
+        attempt_started = datetime.now(timezone.utc).replace(tzinfo=None)
+    for indicator, result in results.items():  # the draws of the final attempt only
+        result.save(draws / f"{indicator}.nc")
+    frames = posterior_frames(fit_id, results)
+    frames["fit_runs"] = pd.concat(attempt_rows, ignore_index=True)
+    at = f" (attempt {len(tried)}, target_accept {tried[-1]:g})" if len(tried) > 1 else ""
+    if status == "published":
+        version = next_methodology_version(ctx.previous("methodology_releases"), settings.base_version)
+        frames["methodology_releases"] = pd.DataFrame({"version": [version], "fit_id": [fit_id], "released_at": [finished]})
+        ctx.message = f"published fit {fit_id} as methodology {version}{at}"
+    else:
+        ctx.message = f"fit {fit_id} REJECTED by the gate: {reason}"
+    return frames
+
+
+def _fit_indicators(ctx: Any, cells: pd.DataFrame, spec: Any, settings: CalibrationSettings, thresholds: Any, fit_id: str,
+                    target_accept: float, rows: pd.DataFrame | None) -> dict[str, Any]:
+    """One attempt: every indicator fitted at ``target_accept`` (the fit is gated as a whole)."""
+    from tierpool.fit import FitSettings, fit_hierarchical
+
+    fit_settings = FitSettings(progress=settings.progress, **{**settings.sampler, "target_accept": target_accept})
     results = {}
-    draws = pending_dir(ctx.target_dir, fit_id, started)
     for indicator in sorted(cells["indicator"].unique()):
         part = cells[cells["indicator"] == indicator].drop(columns=["indicator"])
         part_rows = None if rows is None else rows[rows["indicator"] == indicator]
@@ -123,21 +175,7 @@ def _fit_and_publish(ctx: Any, cells: pd.DataFrame, settings: CalibrationSetting
         except Exception as exc:  # every fit error names its indicator (FitError, numerical failures)
             raise ModelError(f"hierarchical_fit: fit {fit_id}, indicator {indicator!r} "
                              f"({len(part)} cells, {int(part['n'].sum())} residuals): {exc}") from exc
-        result.save(draws / f"{indicator}.nc")
-        ctx.log(f"{indicator}: max r_hat {result.gate.max_r_hat:.4f}, min ess_bulk {result.gate.min_ess_bulk:.0f}, divergences {result.gate.divergences}")
+        ctx.log(f"{indicator}: max r_hat {result.gate.max_r_hat:.4f}, min ess_bulk {result.gate.min_ess_bulk:.0f}, "
+                f"divergences {result.gate.divergences} (target_accept {target_accept:g})")
         results[indicator] = result
-    finished = datetime.now(timezone.utc).replace(tzinfo=None)
-    reason = gate_reason(results)
-    status = "rejected" if reason else "published"
-    frames = posterior_frames(fit_id, results)
-    frames["fit_runs"] = fit_run_rows(
-        fit_id, results, cells, status=status, reason=reason, started_at=started, finished_at=finished,
-        window_end=window_end, fingerprint=fingerprint, settings=settings.fingerprint_settings(),
-    )
-    if status == "published":
-        version = next_methodology_version(ctx.previous("methodology_releases"), settings.base_version)
-        frames["methodology_releases"] = pd.DataFrame({"version": [version], "fit_id": [fit_id], "released_at": [finished]})
-        ctx.message = f"published fit {fit_id} as methodology {version}"
-    else:
-        ctx.message = f"fit {fit_id} REJECTED by the gate: {reason}"
-    return frames
+    return results

@@ -96,6 +96,8 @@ def decide_fit(
     if fit_id is not None and fit_id in existing and not refit:
         raise ConfigError(f"fit_id '{fit_id}' is already recorded in fit_runs: pass --refit to replace it, or choose another --fit-id")
     same = runs[runs["fingerprint"] == fingerprint]
+    if "status" in same:  # a fit's superseded attempts (ladder.py) are not fits of their own
+        same = same[same["status"] != "retried"]
     if not refit and fit_id is None and not same.empty:
         # a published fit of the same inputs wins over a later rejected one (e.g. a refit judged
         # by a stricter gate): it is the fit in force, and later builds keep serving it

@@ -50,8 +50,14 @@ def fit_run_rows(
     window_end: Any,
     fingerprint: str,
     settings: dict[str, Any],
+    attempt: int = 1,
 ) -> pd.DataFrame:
-    """One fit_runs row per indicator; the status is the fit's (all indicators together)."""
+    """One fit_runs row per indicator of one attempt; the status is the fit's (all indicators together).
+
+    ``attempt`` counts the fit's attempts from 1 (ladder.py); a superseded attempt's status is
+    'retried', the last one's 'published' or 'rejected'. ``settings`` are the ones this attempt
+    sampled with (its target_accept).
+    """
     rows = []
     for indicator, result in results.items():
         part = cells[cells["indicator"] == indicator]
@@ -59,6 +65,7 @@ def fit_run_rows(
         rows.append({
             "fit_id": fit_id,
             "indicator": indicator,
+            "attempt": int(attempt),
             "status": status,
             "reason": reason,
             "max_r_hat": gate.max_r_hat,

@@ -12,6 +12,13 @@ Kinds (ids in the spec's column names; "parent" = the level above the main leaf,
   verbatim spec this is the prior predictive (``σ ~ HalfNormal(0.5)``, ``μ ~ N(0, σ)``); with a
   global level the new family's mean is drawn around the learned global mean.
 
+Every kind above also gets a ``bias_<kind>`` row per item: the same draws of the location
+``μ_model + μ_region`` without the residual noise, i.e. the JOINT posterior of the bias of that
+(model, region) cell (posterior correlation between the two sides included, which summing the two
+sides' variances ignores). ``priors`` publishes bias_mean, bias_sd and bias_q05/q95 from them. They
+are computed from the draws the predictive rows use and consume no random numbers, so the
+predictive rows are unchanged; they are appended after all predictive rows.
+
 Quantiles are of the true mixture because each draw simulates its own residual. With a
 ``cells_se`` likelihood there is no residual sd: the predictive is of the location. With
 ``student_t_families`` the new residual of a t-family model (fitted or new) is ``σ·t_ν`` (ν drawn
@@ -79,7 +86,7 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def _residual_rows(base_t: np.ndarray, mu: np.ndarray, sd: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
     """``(n, K, B)``: ``mu[j] + base[k] + sd[j]·z[j, k]``; ``z`` (standard normals, ``(n, K, B)``)
-    is overwritten when given.
+    is overwritten when given; without ``z``, the locations ``mu[j] + base[k]`` (a new array).
 
     ``base_t (K, B)``, ``mu, sd (n, B)``; ``z`` None: no residual noise.
     """
@@ -92,7 +99,29 @@ def _residual_rows(base_t: np.ndarray, mu: np.ndarray, sd: np.ndarray | None, z:
 
 
 def _concat_stats(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("mean", "sd", "q05", "q95")}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+_STATS = ("mean", "sd", "q05", "q95")
+BIAS_PREFIX = "bias_"  # kind prefix of the rows with the joint bias (location) of each predictive row
+
+
+def _with_bias(rt: np.ndarray, bias: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Stats of the simulated residuals ``rt (N, B)`` and, as ``bias_*``, of the locations
+    ``bias (N, B)`` they were simulated around (None: no residual noise, the residuals are the
+    locations). Both are partitioned in place."""
+    out = _stats_rows(rt)
+    b = dict(out) if bias is None else _stats_rows(bias)
+    return {**out, **{BIAS_PREFIX + k: v for k, v in b.items()}}
+
+
+def _split_bias(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A kind's frame with residual and ``bias_*`` stats → (predictive rows, ``bias_<kind>`` rows)."""
+    bias_cols = [BIAS_PREFIX + k for k in _STATS]
+    pred = frame.drop(columns=bias_cols)
+    bias = frame.drop(columns=list(_STATS)).rename(columns=dict(zip(bias_cols, _STATS)))
+    bias["kind"] = BIAS_PREFIX + bias["kind"].astype(str)
+    return pred, bias
 
 
 class _Ctx:
@@ -179,8 +208,9 @@ def predictive_table(idata: Any, st: Structure, seed: int, nu: dict[str, np.ndar
     top = _new_top(ctx)
     if top is not None:
         frames.append(_new_leaf_kinds(ctx, top[0], top[1], "new_family", None, None))
-        frames.append(_new_family_sides(ctx, top[0][:, 0], top[1][:, 0]))
-    return pd.concat(frames, ignore_index=True)
+    pred, bias = zip(*(_split_bias(f) for f in frames))
+    sides = [_new_family_sides(ctx, top[0][:, 0], top[1][:, 0])] if top is not None else []
+    return pd.concat([*pred, *sides, *bias], ignore_index=True)
 
 
 def _new_family_sides(ctx: _Ctx, mu_up: np.ndarray, sd_up: np.ndarray) -> pd.DataFrame:
@@ -246,15 +276,16 @@ def _simulate(ctx: _Ctx, mu: np.ndarray, base: np.ndarray, sd: np.ndarray | None
     for j0 in range(0, J, step):
         j1 = min(J, j0 + step)
         mu_j = mu[:, j0:j1].T
+        bias = _residual_rows(base_t, mu_j, None, None)
         if sd is not None and nu is not None:  # Student-t: the per-item stream (normal, χ², ...)
-            rt = _residual_rows(base_t, mu_j, None, None)
+            rt = bias.copy()
             for j in range(j0, j1):
                 rt[j - j0] += ctx.noise(sd[:, j], (B, Kb), nu[:, j]).T
         elif sd is not None:
             rt = _residual_rows(base_t, mu_j, sd[:, j0:j1].T, ctx.rng.standard_normal((j1 - j0, Kb, B)))
         else:
-            rt = _residual_rows(base_t, mu_j, None, None)
-        parts.append(_stats_rows(rt.reshape(-1, B)))
+            rt, bias = bias, None
+        parts.append(_with_bias(rt.reshape(-1, B), None if bias is None else bias.reshape(-1, B)))
     return _concat_stats(parts)
 
 
@@ -308,21 +339,25 @@ def _new_leaf_kinds(ctx: _Ctx, mu_up, sd_up, prefix: str, up_ids, up_col) -> pd.
                 sd = np.stack([ctx.pooled_sd(p if up_col else None) for p in range(p0, p1)])
             z1 = z[:, 2 * B:(2 + G) * B].reshape(n, G, B) if has_sd else None
             r1 = _residual_rows(np.ascontiguousarray(ctx.mu_g.T), mu, sd, z1)
+            b1 = _residual_rows(np.ascontiguousarray(ctx.mu_g.T), mu, None, None) if has_sd else None
             if C:
                 z2 = z[:, (2 + G) * B:].reshape(n, C, B) if has_sd else None
                 r2 = _residual_rows(np.ascontiguousarray(new_g.T), mu, sd, z2)
+                b2 = _residual_rows(np.ascontiguousarray(new_g.T), mu, None, None) if has_sd else None
         else:
-            r1 = np.empty((n, G, B))
-            r2 = np.empty((n, C, B)) if C else None
+            r1, b1 = np.empty((n, G, B)), np.empty((n, G, B))
+            r2, b2 = (np.empty((n, C, B)), np.empty((n, C, B))) if C else (None, None)
             for p in range(p0, p1):
                 mu, sd = ctx.new_leaf(mu_up[:, p], sd_up[:, p], p if up_col else None)
                 nu = nu_up[:, p]
-                r1[p - p0] = (mu[:, None] + ctx.mu_g + ctx.noise(sd, (B, G), nu)).T
+                b1[p - p0] = (mu[:, None] + ctx.mu_g).T
+                r1[p - p0] = b1[p - p0] + ctx.noise(sd, (B, G), nu).T
                 if C:
-                    r2[p - p0] = (mu[:, None] + new_g + ctx.noise(sd, (B, C), nu)).T
-        reg_parts.append(_stats_rows(r1.reshape(-1, B)))
+                    b2[p - p0] = (mu[:, None] + new_g).T
+                    r2[p - p0] = b2[p - p0] + ctx.noise(sd, (B, C), nu).T
+        reg_parts.append(_with_bias(r1.reshape(-1, B), None if b1 is None else b1.reshape(-1, B)))
         if C:
-            new_parts.append(_stats_rows(r2.reshape(-1, B)))
+            new_parts.append(_with_bias(r2.reshape(-1, B), None if b2 is None else b2.reshape(-1, B)))
     outer = {up_col: up_ids[:n_up]} if up_col else {}
     kind = f"{prefix}_region" if ctx.reg else prefix
     frames = [_frame(kind, outer, _region_cols(ctx), _concat_stats(reg_parts))]

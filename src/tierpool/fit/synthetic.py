@@ -39,9 +39,15 @@ def draw_synthetic(
     sizes: dict[str, int] | None = None,
     max_share: float = 0.1285,
     zero_share: float = 0.1,
-    constrained: bool = False,
+    constrained: bool = True,
 ) -> SyntheticData:
-    """Draw group parameters from the priors and cells of (n, mean, S) from them.
+    """Draw group parameters from the fitted prior and cells of (n, mean, S) from them.
+
+    By default the truth comes from exactly the model the fit assumes: with a ``sum_to_zero``
+    additive side (the default spec) its effects are drawn from the prior conditioned on summing
+    to zero, so a fit of these cells is calibrated against the raw truth. ``constrained=False``
+    draws the verbatim unconstrained prior instead (the additive leaves then carry an overall level
+    the fit moves to the main side: compare with ``identified``).
 
     Args:
         seed: Seed of the generator.
@@ -50,8 +56,9 @@ def draw_synthetic(
         sizes: Number of groups per level name (default: :func:`default_sizes`).
         max_share: Largest share of rows one leaf may get (0.1285 → 12,850 of 100k).
         zero_share: Share of leaves that get no rows at all.
-        constrained: Draw the additive side from its sum-to-zero-conditioned prior (exactly the
-            fitted model) instead of the verbatim unconstrained one.
+        constrained: True (default): draw a ``sum_to_zero`` additive side from its
+            sum-to-zero-conditioned prior (exactly the fitted model); False: from the verbatim
+            unconstrained prior. No effect on a side without ``sum_to_zero``.
 
     Returns:
         The synthetic data.
@@ -64,7 +71,7 @@ def draw_synthetic(
     for side in (spec.main, spec.additive):
         if side is not None:
             _draw_side(spec, side, sizes, rng, truth, mu_global)
-    if constrained and spec.additive is not None:
+    if constrained and spec.additive is not None and spec.additive.sum_to_zero:
         _condition_sum_zero(spec.additive, truth)
     if spec.likelihood == "cells_nms" and spec.residual_sd.pooling != PER_LEAF:
         _draw_residual_sd(spec, truth, rng)

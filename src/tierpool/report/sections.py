@@ -139,7 +139,7 @@ def _rank_section(fits_dir: Path | None, fit_id: str, ind: str, worst: pd.DataFr
 def _diagnostics(data: ReportData, ind: str, fits_dir: Path | None) -> str:
     runs = data.get("fit_runs", ind)
     run = runs[runs["fit_id"] == data.fit_id]
-    cols = [c for c in ("fit_id", "status", "max_r_hat", "min_ess_bulk", "divergences", "n_cells", "n_obs",
+    cols = [c for c in ("fit_id", "attempt", "status", "max_r_hat", "min_ess_bulk", "divergences", "n_cells", "n_obs",
                         "compile_seconds", "sampling_seconds", "reason") if c in run.columns]
     worst = _worst_parameters(data, ind)
     return table(run[cols], status_col="status") + "<h4>Worst parameters (r_hat, ESS)</h4>" \
@@ -163,7 +163,7 @@ def indicator_section(data: ReportData, ind: str, fits_dir: Path | None) -> str:
 def history_section(data: ReportData) -> str:
     """Every recorded fit (fit_runs), the methodology releases and the coverage release."""
     runs = data.tables["fit_runs"]
-    cols = [c for c in ("fit_id", "indicator", "status", "started_at", "finished_at", "window_end", "max_r_hat",
+    cols = [c for c in ("fit_id", "indicator", "attempt", "status", "started_at", "finished_at", "window_end", "max_r_hat",
                         "min_ess_bulk", "divergences", "n_cells", "n_obs", "reason") if c in runs.columns]
     body = "<h3>Fits</h3>" + table(runs[cols], status_col="status")
     releases = data.get("methodology_releases")
