@@ -41,3 +41,16 @@ def query(project: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def synth_project(dest: Path, fit_vars: dict[str, Any], rows: int = 20_000, seed: int = 1) -> Path:
+    """`tierpool synth --out dest` with ``vars.fit`` replaced by ``fit_vars`` (a test profile)."""
+    import yaml
+
+    synth = CliRunner().invoke(cli, ["synth", "--rows", str(rows), "--seed", str(seed), "--out", str(dest)])
+    assert synth.exit_code == 0, synth.output
+    config_path = dest / "tierpool_project.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config.setdefault("vars", {})["fit"] = fit_vars
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest

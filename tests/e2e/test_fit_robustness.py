@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import invoke, query, run_results
-from click.testing import CliRunner
+from cli_helpers import synth_project, invoke, query, run_results
 
-from tierpool.cli import cli
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -69,13 +67,7 @@ def _add_constant_series(project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def degenerate(tmp_path_factory: pytest.TempPathFactory):
-    project = tmp_path_factory.mktemp("robust") / "synth"
-    synth = CliRunner().invoke(cli, ["synth", "--rows", "20000", "--seed", "1", "--out", str(project)])
-    assert synth.exit_code == 0, synth.output
-    config_path = project / "tierpool_project.yml"
-    config = yaml.safe_load(config_path.read_text())
-    config.setdefault("vars", {})["fit"] = FIT_VARS
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    project = synth_project(tmp_path_factory.mktemp("robust") / "synth", FIT_VARS)
     _add_constant_series(project)
     result = invoke(project, "build", "--no-progress")
     return project, result

@@ -123,19 +123,7 @@ def test_the_ladder_setting_and_the_fingerprint():
 
 # -- the fit node's loop, with a stand-in for the sampler ------------------------------------------
 
-class _Ctx:
-    """The slice of the Python model context the fit node reads (as in test_gate_semantics.py)."""
-
-    def __init__(self, tmp_path, fit_vars):
-        self.vars, self.options, self.progress = {"fit": fit_vars}, {}, False
-        self.project_dir, self.path, self.target_dir = str(tmp_path), None, str(tmp_path / "target")
-        self.message, self.logs = "", []
-
-    def previous(self, name):
-        return None
-
-    def log(self, text):
-        self.logs.append(text)
+from test_gate_semantics import _Ctx  # noqa: E402  (the slice of the model context the fit node reads)
 
 
 def _fake_fit(divergences_at):
