@@ -68,6 +68,8 @@ def draw_synthetic(
     rng = np.random.default_rng(seed)
     truth: dict[str, pd.DataFrame] = {}
     mu_global = _draw_global(spec, rng)
+    if mu_global is not None:  # the global level's truth: mu (location) and tau (scale)
+        truth["global"] = pd.DataFrame({"mu": [mu_global[0]], "tau": [mu_global[1]]})
     for side in (spec.main, spec.additive):
         if side is not None:
             _draw_side(spec, side, sizes, rng, truth, mu_global)
