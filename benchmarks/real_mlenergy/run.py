@@ -30,7 +30,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "mlenergy_ecologits"
+# read in place: ../shared beside the repository, or $TIERPOOL_SHARED_DIR
+SHARED = Path(os.environ.get("TIERPOOL_SHARED_DIR") or ROOT.parent / "shared") / "data" / "mlenergy_ecologits"
 WORK = ROOT / "benchmarks" / "work" / "real_mlenergy"
 CATALOGUE = ("families.csv", "models.csv", "region_classes.csv", "regions.csv")
 FACTS = ("tier2_estimates.csv", "tier3_measurements.csv")
