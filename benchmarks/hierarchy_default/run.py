@@ -32,13 +32,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORK = ROOT / "benchmarks" / "work" / "hierarchy_default"
 
 
 def _load(path: Path, name: str) -> Any:
-    # by path: benchmarks/ on sys.path would let benchmarks/coverage shadow the coverage module
+    # the real case's project builder, from its script
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -126,12 +129,12 @@ def main() -> None:
                 clear.append(f"{name}/{r['indicator']}/new {r['mode']}: {winner}")
     lines += ["", "Clear wins (elpd difference > 2 paired se): " + ("; ".join(clear) or "none") + ".",
               f"Machine: {os.cpu_count()} CPUs, "
-              f"{_load(ROOT / 'benchmarks' / '_common.py', '_common').cpu_model()}; date {date.today()}; "
+              f"{cpu_model()}; date {date.today()}; "
               f"run time {time.perf_counter() - started:.0f} s."]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        _load(ROOT / "benchmarks" / "_common.py", "_common").write_section("## hierarchy_default", text)
+        write_section("## hierarchy_default", text)
     assert all(math.isfinite(r["elpd"]) for rows in results.values() for r in rows)
 
 

@@ -14,21 +14,17 @@ sd sqrt(0.9*0.1/reps).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-# benchmarks/_common.py by path: benchmarks/ on sys.path would let benchmarks/coverage shadow the
-# `coverage` module numba looks for
-_spec = importlib.util.spec_from_file_location("_common", Path(__file__).resolve().parent.parent / "_common.py")
-_common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_common)
-cpu_model, write_section = _common.cpu_model, _common.write_section
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -15,7 +15,6 @@ validation mode (coverage_report, overall), and the family biases (posterior_fam
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -28,6 +27,9 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 # read in place: ../shared beside the repository, or $TIERPOOL_SHARED_DIR
@@ -36,14 +38,6 @@ WORK = ROOT / "benchmarks" / "work" / "real_mlenergy"
 CATALOGUE = ("families.csv", "models.csv", "region_classes.csv", "regions.csv")
 FACTS = ("tier2_estimates.csv", "tier3_measurements.csv")
 CANDIDATES = {"verbatim": {}, "global_level": {"global_level": True}}
-
-
-def _common() -> Any:
-    # by path: benchmarks/ on sys.path would let benchmarks/coverage shadow the coverage module
-    spec = importlib.util.spec_from_file_location("_common", HERE.parent / "_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_project(dest: Path, fit_vars: dict[str, Any], data: Path = SHARED) -> Path:
@@ -119,7 +113,6 @@ def run(settings: dict[str, Any], candidates: dict[str, dict[str, Any]] = CANDID
 
 
 def _section(results: dict[str, Any], settings: dict[str, Any], elapsed: float) -> str:
-    common = _common()
     lines = ["## real_mlenergy", "",
              "`python benchmarks/real_mlenergy/run.py --write` — " + __doc__.strip().splitlines()[0], "",
              f"Fit settings: {json.dumps(settings, sort_keys=True)}; data: ../shared/data/mlenergy_ecologits "
@@ -139,7 +132,7 @@ def _section(results: dict[str, Any], settings: dict[str, Any], elapsed: float) 
             lines += ["", "| family | models | residuals | μ_family (mean ± sd) |", "|---|---|---|---|"]
             lines += [f"| {f['family_id']} | {f['models']} | {f['n_obs']} | {f['mu']:.2f} ± {f['sd']:.2f} |" for f in fams]
         lines.append("")
-    lines.append(f"Machine: {os.cpu_count()} CPUs, {common.cpu_model()}; date {date.today()}; run time {elapsed:.0f} s.")
+    lines.append(f"Machine: {os.cpu_count()} CPUs, {cpu_model()}; date {date.today()}; run time {elapsed:.0f} s.")
     return "\n".join(lines)
 
 
@@ -157,7 +150,7 @@ def main() -> None:
     print(text)
     (WORK / "results.json").write_text(json.dumps(results, indent=1))
     if args.write:
-        _common().write_section("## real_mlenergy", text)
+        write_section("## real_mlenergy", text)
 
 
 if __name__ == "__main__":

@@ -70,12 +70,8 @@ from typing import Any
 
 import numpy as np
 
-# benchmarks/_common.py; the folder leaves sys.path again at once: its `coverage/` benchmark would
-# otherwise shadow the `coverage` package that numba imports
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import cpu_model, write_section
-
-sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import cpu_model, write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

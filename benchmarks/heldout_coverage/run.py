@@ -7,7 +7,7 @@ per conformal fallback level, cell status counts; random and out-of-time folds),
 `fit_runs` diagnostics and `residual_normality`.
 
 Usage:
-    python benchmarks/coverage/run.py [--rows 200000] [--seed 3] [--heavy-tail mistral] [--write]
+    python benchmarks/heldout_coverage/run.py [--rows 200000] [--seed 3] [--heavy-tail mistral] [--write]
 
 `--write` replaces the '## coverage' section of benchmarks/RESULTS.md ('## coverage_heavy_tail'
 with --heavy-tail), leaving the other sections alone. The raw numbers go to
@@ -90,7 +90,7 @@ def _f(x: Any, fmt: str) -> str:
 
 def markdown(section: str, meta: dict[str, Any], data: dict[str, Any], heavy: str | None) -> str:
     """The RESULTS.md section."""
-    cmd = f"python benchmarks/coverage/run.py --rows {meta['rows']} --seed {meta['seed']}"
+    cmd = f"python benchmarks/heldout_coverage/run.py --rows {meta['rows']} --seed {meta['seed']}"
     cmd += f" --heavy-tail {heavy}" if heavy else ""
     lines = [
         section, "",
