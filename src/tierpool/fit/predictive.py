@@ -173,8 +173,9 @@ class _Ctx:
         sd = np.abs(sd_up * self.rng.standard_normal(self.B)) if pooled is None else pooled
         return mu, sd
 
-    def pooled_sd(self, up: int | None) -> np.ndarray | None:
-        """The residual sd draws a new leaf shares (``residual_sd`` pooling), or None (per leaf)."""
+    def pooled_sd(self, up: int | None, rng: np.random.Generator | None = None) -> np.ndarray | None:
+        """The residual sd draws a new leaf under ``up`` shares (``residual_sd`` pooling), or None
+        (per leaf); ``rng`` (default the context's) draws a new pooling group's from its prior."""
         spec = self.spec
         if spec.residual_sd.pooling == PER_LEAF:
             return None
@@ -183,15 +184,10 @@ class _Ctx:
         if level is None:  # shared
             return draws[:, 0]
         if up is None or level is spec.main.leaf:  # a new group of the pooling level: its prior
-            return spec.residual_sd.prior.draw(self.rng, self.B)
+            return spec.residual_sd.prior.draw(rng or self.rng, self.B)
         # the pooling level is the parent's level or above it: the parent's ancestor there
-        names = [lv.name for lv in spec.main.levels[:-1]]
-        idx = np.array([up])
-        for name in reversed(names):
-            if name == level.name:
-                break
-            idx = self.st.parents[name][idx]
-        return draws[:, int(idx[0])]
+        at = ancestor_index(spec.main, level.name, self.st.parents, np.array([up]), start=self.par.name)
+        return draws[:, int(at[0])]
 
 
 def predictive_table(idata: Any, st: Structure, seed: int, nu: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -222,14 +218,8 @@ def _new_family_sides(ctx: _Ctx, mu_up: np.ndarray, sd_up: np.ndarray) -> pd.Dat
     level = mu_up + sd_up * rng.standard_normal(ctx.B)
     parts = [("new_family_level", level)]
     if ctx.sd_m is not None:
-        pooling = ctx.spec.residual_sd.pooling
-        if pooling == PER_LEAF:
-            sigma = np.abs(sd_up * rng.standard_normal(ctx.B))
-        elif ctx.spec.residual_level() is None:  # shared
-            sigma = _draws(ctx.idata, "sigma_residual")[:, 0]
-        else:
-            sigma = ctx.spec.residual_sd.prior.draw(rng, ctx.B)
-        parts.append(("new_family_sigma", sigma))
+        pooled = ctx.pooled_sd(None, rng)
+        parts.append(("new_family_sigma", np.abs(sd_up * rng.standard_normal(ctx.B)) if pooled is None else pooled))
     frames = []
     for kind, x in parts:
         q05, q95 = np.quantile(x, [0.05, 0.95])
@@ -405,7 +395,7 @@ def residual_sd_draws(idata: Any, st: Structure) -> np.ndarray | None:
     level = spec.residual_level()
     if level is None:
         return np.repeat(draws, st.n_leaf, axis=1)
-    return draws[:, ancestor_index(spec.main, level.name, st.parents, st.n_leaf)]
+    return draws[:, ancestor_index(spec.main, level.name, st.parents, np.arange(st.n_leaf))]
 
 
 PredictiveFn = Callable[[Any, Structure, int], pd.DataFrame]

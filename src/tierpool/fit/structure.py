@@ -254,16 +254,18 @@ def _leaf_scale_src(spec: FitSpec, ids, parents, sc, named) -> np.ndarray:
         return sc[spec.main.leaf.name] + np.arange(n_leaf, dtype=np.int64)
     if pooling == SHARED:
         return np.full(n_leaf, named["sigma_residual"], dtype=np.int64)
-    return named["sigma_residual"] + ancestor_index(spec.main, pooling, parents, n_leaf)
+    return named["sigma_residual"] + ancestor_index(spec.main, pooling, parents, np.arange(n_leaf))
 
 
-def ancestor_index(side: Side, level: str, parents: dict[str, np.ndarray], n_leaf: int) -> np.ndarray:
-    """For each leaf of ``side``: the index of its ancestor (or itself) at ``level``."""
-    idx = np.arange(n_leaf, dtype=np.int64)
-    for lv in reversed(side.levels):
-        if lv.name == level:
+def ancestor_index(side: Side, level: str, parents: dict[str, np.ndarray], idx: np.ndarray,
+                   start: str | None = None) -> np.ndarray:
+    """The index at ``level`` of the ancestor (or the group itself) of groups ``idx`` of level
+    ``start`` (default: the side's leaf); ``parents[name]`` maps a group of ``name`` to its parent."""
+    names = [lv.name for lv in side.levels]
+    for name in reversed(names[:names.index(start or side.leaf.name) + 1]):
+        if name == level:
             return idx
-        idx = parents[lv.name][idx]
+        idx = parents[name][idx]
     raise KeyError(level)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tierpool.fit.spec import PER_LEAF, FitSpec, Side, default_spec
+from tierpool.fit.structure import ancestor_index
 
 
 @dataclass
@@ -137,12 +138,8 @@ def _leaf_residual_sd(spec: FitSpec, truth) -> np.ndarray:
     level = spec.residual_level()
     if level is None:
         return np.full(n_leaf, float(truth["residual"]["sigma"].iloc[0]))
-    idx = np.arange(n_leaf)
-    for lv in reversed(spec.main.levels):
-        if lv.name == level.name:
-            break
-        idx = truth[lv.name]["parent"].to_numpy()[idx]
-    return truth["residual"]["sigma"].to_numpy()[idx]
+    parents = {lv.name: truth[lv.name]["parent"].to_numpy() for lv in spec.main.levels[1:]}
+    return truth["residual"]["sigma"].to_numpy()[ancestor_index(spec.main, level.name, parents, np.arange(n_leaf))]
 
 
 def _ancestry(side: Side, truth) -> list[np.ndarray]:
