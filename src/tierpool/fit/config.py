@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tierpool.errors import FitError
 from tierpool.fit.priors import parse_prior
-from tierpool.fit.spec import FitSpec, GlobalLevel, Level, ResidualSd, Side, validate_spec
+from tierpool.fit.spec import FitSpec, GlobalLevel, Level, Likelihood, ResidualSd, Side, validate_spec
 
 DEFAULT_HIERARCHY: dict[str, Any] = {
     "likelihood": "cells_nms",
@@ -73,7 +73,7 @@ class ResidualConfig(_Strict):
 
 
 class HierarchyConfig(_Strict):
-    likelihood: Literal["cells_nms", "cells_se"] = "cells_nms"
+    likelihood: Likelihood = "cells_nms"
     levels: list[LevelConfig]
     additive: SideConfig | None = None
     global_: GlobalConfig | None = Field(default=None, alias="global")

@@ -5,16 +5,18 @@ Nothing here imports PyMC: a :class:`FitSpec` is plain data that `build.py` turn
 Generic prior rule, applied per level (DESIGN §5, the methodology verbatim):
 
 * a node ``j`` whose parent is ``p``: ``σ_j ~ HalfNormal(σ_p)``, ``μ_j ~ Normal(μ_p, σ_p)``;
-* a node of a side's top level: ``σ_j ~ HalfNormal(top_scale)`` (or ``HalfFlat``) and
-  ``μ_j ~ Normal(0, σ_j)`` (its *own* scale), or ``Flat``;
+* a node of a side's top level: ``σ_j ~`` its level's ``scale`` prior (DESIGN §5: HalfNormal(0.5))
+  and ``μ_j ~`` its ``location`` prior (DESIGN §5: ``Normal(0, σ_j)``, its *own* scale); the prior
+  families are in ``priors.py``;
 * with a :class:`GlobalLevel` on the main side the top level's means are instead pooled around a
-  learned global mean, ``μ_top ~ Normal(μ_global, τ_global)``, ``μ_global ~ Normal(0, 1)`` (or
-  Flat), ``τ_global ~ HalfNormal(0.5)`` (or HalfFlat). Without it (the verbatim default) a family
-  that was never seen has only its prior predictive; with it, it learns from the other families.
+  learned global mean, ``μ_top ~ Normal(μ_global, τ_global)`` with the global level's own location
+  and scale priors (default ``Normal(0, 1)``, ``HalfNormal(0.5)``). Without it (the methodology
+  verbatim) a family that was never seen has only its prior predictive; with it, it learns from the
+  other families.
 
-A level has a scale ``σ`` when some level hangs below it, when it is the main side's leaf and the
-likelihood is ``cells_nms`` (the leaf's σ is then the residual sd), or when it is a top level whose
-location prior is ``Normal(0, own σ)``.
+A level has a scale ``σ`` when some level hangs below it, when it is the main side's leaf, the
+likelihood is ``cells_nms`` and the residual sd is per leaf (``ResidualSd``), or when it is a top
+level whose location prior is ``normal(mu, scale)`` (its own σ).
 
 The main side carries the overall level; the optional additive side (region class → region) is
 added to the main leaf's mean. With ``sum_to_zero`` its leaf effects are conditioned on summing
