@@ -18,15 +18,21 @@ def test_build_runs_in_order_with_statuses_and_artifacts(project):
     result = invoke(project, "build")
     assert result.exit_code == 0, result.output
     assert "Done. PASS=18 WARN=1 ERROR=0 SKIP=0 TOTAL=19" in result.output
-    lines = [l for l in result.output.splitlines() if "/19 " in l and "START" not in l]
+    out = result.output.splitlines()
+    lines = [l for l in out if "/9 " in l]
     names = [l.split()[2] for l in lines]
     assert names.index("families") < names.index("model_sizes") < names.index("family_sizes")
     assert names.index("split") < names.index("big_count")
-    # each node's tests run right after it
-    assert names.index("model_sizes") < names.index("unique_model_sizes_model_id") < names.index(
-        "region_count"
-    )
-    assert "1/19 seed families" in result.output and "OK 2 rows in" in lines[0]
+    # one line per node: its materialization and a count of its tests; passing tests are not listed
+    assert lines[0].startswith("1/9 seed families ...") and "OK 2 rows, 2 tests passed in" in lines[0]
+    assert "4/9 table model_sizes" in lines[3] and "OK 4 rows, 2 tests passed in" in lines[3]
+    assert "view family_sizes" in result.output and "append size_history" in result.output
+    assert "unique_model_sizes_model_id" not in result.output
+    # a warning test is shown in full under its node
+    models = out.index(lines[1])
+    assert "4 tests: 3 passed, 1 warned" in lines[1]
+    assert "WARN accepted_range_models_total_params_b" in out[models + 1]
+    assert "mixtral-8x22b" in "\n".join(out[models + 2:models + 6])
     results = run_results(project)
     assert results["model_sizes"] | {"execution_time": 0} == {
         "unique_id": "model.model_sizes", "name": "model_sizes", "resource_type": "model",
@@ -41,6 +47,12 @@ def test_build_runs_in_order_with_statuses_and_artifacts(project):
     assert manifest["nodes"]["model.model_sizes"]["depends_on"] == ["seed.families", "seed.models"]
     assert ["model.model_sizes", "model.family_sizes"] in manifest["edges"]
     assert manifest["nodes"]["model.size_history"]["materialized"] == "append"
+    # --verbose: every test under the node it ran after
+    verbose = invoke(project, "build", "--verbose", "--full-refresh").output.splitlines()
+    assert verbose.index(next(l for l in verbose if "table model_sizes" in l)) < verbose.index(
+        "    PASS unique_model_sizes_model_id" + next(
+            l for l in verbose if "PASS unique_model_sizes_model_id" in l).split("unique_model_sizes_model_id")[1]
+    ) < verbose.index(next(l for l in verbose if "table region_count" in l))
 
 
 def test_materializations_and_idempotent_append(project):

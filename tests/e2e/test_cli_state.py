@@ -33,17 +33,17 @@ def rebuilt(project) -> set[str]:
 
 
 def test_second_build_skips_unchanged_tables_and_tests(project):
-    result = invoke(project, "build")
+    result = invoke(project, "build", "--verbose")
     assert result.exit_code == 0, result.output
     assert "Done. PASS=18 WARN=1 ERROR=0 SKIP=0 TOTAL=19" in result.output
     got = statuses(project)
     for name in SKIPPABLE:
         assert got[name] == ("success", "up to date"), name
         assert f"{name} " in result.output
-    assert "model model_sizes ....." in result.output and "OK (unchanged)" in result.output
+    assert "table model_sizes ....." in result.output and "OK (unchanged)" in result.output
     assert got["unique_model_sizes_model_id"] == ("pass", "unchanged")
     assert got["assert_every_family_has_models"] == ("pass", "unchanged")
-    assert "PASS (unchanged)" in result.output
+    assert "    PASS unique_model_sizes_model_id (unchanged)" in result.output
     # views and sources are re-created, the Python model always runs (and its table outputs
     # change), so big_count and the test on big_models run; the warned test always reruns
     assert rebuilt(project) == {"regions", "family_sizes", "split", "big_count",

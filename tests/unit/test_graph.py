@@ -83,7 +83,9 @@ def test_project_graph_edges(basic: Project) -> None:
          ["models", "tier2_estimates", "tier3_measurements", "residuals", "fit_cells", "priors"]),
         (["cell_counts"], None, ["fit_cells"]),  # a Python output selects its model
         (["families models"], None, ["families", "models"]),
-        (["families,model_catalog"], None, ["families", "model_catalog"]),
+        (["families model_catalog"], None, ["families", "model_catalog"]),  # space: union
+        (["families,+model_catalog"], None, ["families"]),  # comma: intersection (as dbt)
+        (["families,model_catalog"], None, []),
         (["Residuals+"], ["priors"], ["residuals", "fit_cells"]),
         (None, ["+residuals"], ["families", "model_catalog", "fit_cells", "priors"]),
     ],

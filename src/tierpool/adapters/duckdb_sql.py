@@ -7,6 +7,7 @@ Each function takes an open connection; the write helpers expect to run inside
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     from tierpool.core.nodes import Column
 
 Connection = duckdb.DuckDBPyConnection
+
+# Connections to one file in one process share the database instance, which the first
+# connect creates and the last close destroys: parallel build threads open and close
+# theirs under this lock, or one may get an instance another is still setting up
+# (DuckDB then reports "Table Function with name pandas_scan does not exist").
+OPEN_CLOSE = threading.RLock()
 
 _LOCK_RE = re.compile(r"Could not set lock on file \"(?P<path>[^\"]+)\"")
 _PID_RE = re.compile(r"\(PID (?P<pid>\d+)\)")
@@ -77,7 +84,8 @@ def connect(
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+            with OPEN_CLOSE:
+                return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as exc:
             if not _LOCK_RE.search(str(exc)):
                 raise DatabaseError(f"cannot open database {path}: {exc}") from exc
@@ -180,6 +188,36 @@ def _add_new_columns(con: Connection, name: str, staged: str) -> None:
     for column, type_ in columns(staged).items():
         if column.lower() not in have:
             con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {type_}")
+
+
+# Alias of a relation's row in digest queries: hash(<alias>) hashes the whole row as a struct.
+_ROW = "__tierpool_row"
+
+
+def relation_digests(con: Connection, relations: Sequence[str]) -> dict[str, str]:
+    """Row count and sum of row hashes of each relation, in one query (order-independent,
+    duplicates counted; ``hash`` is DuckDB's, stable within a DuckDB version)."""
+    if not relations:
+        return {}
+    union = "\nUNION ALL\n".join(
+        f"SELECT {i} AS i, count(*)::VARCHAR || ':' || coalesce(sum(hash({_ROW}))::VARCHAR, '') "
+        f"FROM {quote(rel)} AS {_ROW}"
+        for i, rel in enumerate(relations)
+    )
+    got = dict(con.execute(union).fetchall())
+    return {rel: str(got[i]) for i, rel in enumerate(relations)}
+
+
+def high_water_mark(con: Connection, relation: str, column: str) -> str | None:
+    """``max(column)`` as ``CAST('<text>' AS <type>)``: DuckDB prints every type it casts
+    back exactly (timestamps to the microsecond, doubles in shortest round-trip form)."""
+    ident = quote(column)
+    text, type_name = con.execute(
+        f"SELECT max({ident})::VARCHAR, typeof(max({ident})) FROM {quote(relation)}"
+    ).fetchall()[0]
+    if text is None:
+        return None
+    return f"CAST({sql_literal(str(text))} AS {type_name})"
 
 
 def count_rows(con: Connection, relation: str) -> int:

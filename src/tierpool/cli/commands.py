@@ -9,6 +9,7 @@ pymc) are imported inside commands, never at start-up.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -64,9 +65,25 @@ def _project_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--exclude", multiple=True, help="Exclude nodes (same syntax as --select).")(fn)
+    """--select, --exclude (dbt's selector syntax: core/selection.py) and --resource-type."""
     fn = click.option(
-        "--select", "-s", multiple=True, help="Nodes to run: name, name+, +name, +name+."
+        "--resource-type", "resource_type", multiple=True,
+        type=click.Choice(["model", "seed", "source", "test", "sql", "python"], case_sensitive=False),
+        help="Keep only these resource types (repeat for several; applied last).",
+    )(fn)
+    fn = click.option(
+        "--exclude", multiple=True,
+        help="Remove what these selectors match, after --select (same syntax: space = union, "
+             "comma = intersection).",
+    )(fn)
+    fn = click.option(
+        "--select", "-s", multiple=True,
+        help="What to run, in dbt's syntax: space = union, comma = intersection (repeating "
+             "--select is a union too). A selector is a name (wildcards * ?), a path, or "
+             "tag:X, path:DIR, config.materialized:view|table|append|incremental, "
+             "resource_type:X, source:X, state:modified (vs target/state.json), test_name:X, "
+             "test_type:X; with graph operators name+, +name, 2+name, name+1, @name. Tests of "
+             "selected nodes come along.",
     )(fn)
     return fn
 
@@ -82,6 +99,18 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--fit-chains", type=int, default=None, help="Chains per fit.")(fn)
     fn = click.option("--fit-draws", type=int, default=None, help="Draws per chain.")(fn)
     fn = click.option("--fit-tune", type=int, default=None, help="Tuning steps per chain.")(fn)
+    return fn
+
+
+def _log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+                      show_default=True, help="json: one JSON object per event on stdout.")(fn)
+    fn = click.option("--verbose", "-v", is_flag=True,
+                      help="Show every test under its node (by default: only failing and warning ones).")(fn)
+    fn = click.option("--fail-fast", "-x", is_flag=True,
+                      help="After the first failure start nothing new; the rest is skipped.")(fn)
+    fn = click.option("--threads", type=click.IntRange(min=1), default=None,
+                      help="Nodes built at once (default: the target's threads in profiles.yml, else 1).")(fn)
     return fn
 
 
@@ -129,20 +158,26 @@ def _parse_vars(text: str | None) -> dict[str, Any]:
 
 def _execute(command: str, project_dir: Path, target: str | None, debug: bool,
              select: tuple[str, ...], exclude: tuple[str, ...], **run: Any) -> None:
-    from tierpool.cli.console import ConsoleReporter
+    from tierpool.cli.build_log import ConsoleReporter, FileLog, JsonReporter, Tee
     from tierpool.core import runner
 
     project = _load(project_dir, target)
     fit_options = {k: run.get(k) for k in ("fit_tune", "fit_draws", "fit_chains", "fit_id")}
     fit_options["refit"] = bool(run.get("refit"))
     args = {"command": command, "select": list(select), "exclude": list(exclude),
-            "target": project.target.name, **{k: v for k, v in run.items() if v}}
+            "target": project.target.name,
+            **{k: v for k, v in run.items() if v and k not in ("verbose", "log_format")}}
     options = runner.RunOptions(
         select=list(select) or None, exclude=list(exclude) or None,
         vars=_parse_vars(run.get("vars_text")), options=fit_options,
         progress=not run.get("no_progress"), args=args, full_refresh=bool(run.get("full_refresh")),
+        threads=run.get("threads"), fail_fast=bool(run.get("fail_fast")),
+        resource_types=list(run.get("resource_type") or ()) or None,
     )
-    reporter = ConsoleReporter(debug=debug)
+    shown: Any = (JsonReporter() if run.get("log_format") == "json"
+                  else ConsoleReporter(debug=debug, verbose=bool(run.get("verbose")),
+                                       parallel=(options.threads or project.target.threads or 1) > 1))
+    reporter = Tee(shown, FileLog(project.target_dir, f"tierpool {command} {json.dumps(args, default=str)}"))
     results = runner.execute(project, command, options, reporter)
     reporter.done(results)
     sys.exit(results.exit_code)
@@ -163,6 +198,7 @@ def cli() -> None:
 @_project_options
 @_selection_options
 @_run_options
+@_log_options
 @_errors
 def build(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
           exclude: tuple[str, ...], **run: Any) -> None:
@@ -179,6 +215,7 @@ def build(project_dir: Path, target: str | None, debug: bool, select: tuple[str,
 @_project_options
 @_selection_options
 @_run_options
+@_log_options
 @_errors
 def run_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
             exclude: tuple[str, ...], **run: Any) -> None:
@@ -194,31 +231,58 @@ def run_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[st
 @cli.command()
 @_project_options
 @_selection_options
+@_log_options
 @_errors
 def seed(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
-         exclude: tuple[str, ...]) -> None:
+         exclude: tuple[str, ...], **log: Any) -> None:
     """Load CSV seeds into tables (all rows or nothing).
 
     Example:
 
         tierpool seed --select models
     """
-    _execute("seed", project_dir, target, debug, select, exclude)
+    _execute("seed", project_dir, target, debug, select, exclude, **log)
 
 
 @cli.command()
 @_project_options
 @_selection_options
+@_log_options
 @_errors
 def test(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
-         exclude: tuple[str, ...]) -> None:
+         exclude: tuple[str, ...], **log: Any) -> None:
     """Run data tests (of the selected nodes) against the built warehouse.
 
     Example:
 
         tierpool test --select priors
     """
-    _execute("test", project_dir, target, debug, select, exclude)
+    _execute("test", project_dir, target, debug, select, exclude, **log)
+
+
+@cli.command()
+@_project_options
+@_log_options
+@_errors
+def retry(project_dir: Path, target: str | None, debug: bool, **log: Any) -> None:
+    """Rerun what failed or was skipped in the last run (target/run_results.json).
+
+    The last command runs again with its flags, selecting its failed and skipped nodes and
+    the nodes of its failed tests.
+
+    Example:
+
+        tierpool build --fail-fast; tierpool retry
+    """
+    from tierpool.core.retry import retry_plan
+
+    plan = retry_plan(_load(project_dir, target))
+    if not plan.select:
+        click.echo(f"Nothing to retry: nothing failed or was skipped in the last tierpool {plan.command}.")
+        return
+    click.echo(f"Retrying tierpool {plan.command} of {len(plan.select)} node(s): {' '.join(plan.select)}")
+    options = {**plan.flags, **{k: v for k, v in log.items() if v}}
+    _execute(plan.command, project_dir, target or plan.target, debug, tuple(plan.select), (), **options)
 
 
 @cli.command("compile")
@@ -240,27 +304,32 @@ def compile_cmd(project_dir: Path, target: str | None, debug: bool) -> None:
 @cli.command("ls")
 @_project_options
 @_selection_options
+@click.option("--output", "-o", type=click.Choice(["table", "name", "path", "json"]), default="table",
+              show_default=True, help="table: kind, name and parents; name; path (relative to the "
+                                      "project); json: one object per line, as dbt ls --output json.")
 @_errors
 def ls_cmd(project_dir: Path, target: str | None, debug: bool, select: tuple[str, ...],
-           exclude: tuple[str, ...]) -> None:
-    """List nodes in build order with their kind and parents.
+           exclude: tuple[str, ...], resource_type: tuple[str, ...], output: str) -> None:
+    """List selected nodes in build order with their kind and parents.
+
+    Data tests are listed with --resource-type test, or when a selector names them (their
+    name, tag, file, resource_type:test).
 
     Example:
 
-        tierpool ls --select +priors
+        tierpool ls --select "tag:nightly,config.materialized:table" --output json
     """
-    from tierpool.core.runner import select_names
+    from tierpool.cli.ls_output import ls_lines
+    from tierpool.core.selection import resolve_selection
 
     project = _load(project_dir, target, check=False)
     graph = project.graph()
-    names = select_names(project, graph, list(select) or None, list(exclude) or None)
-    width = max([len(n) for n in names] + [4])
-    for name in names:
-        node = project.nodes[name]
-        parents = ", ".join(graph.parents(name))
-        extra = f" -> {', '.join(node.relations)}" if node.kind == "python" else ""
-        line = f"{node.kind:<7} {name:<{width}}{extra}"
-        click.echo(f"{line}  <- {parents}" if parents else line)
+    chosen = resolve_selection(project, graph, select, exclude, resource_type)
+    tests = chosen.tests if resource_type else chosen.named_tests
+    if not chosen.nodes and not tests:
+        click.echo("Nothing selected.", err=True)
+    for line in ls_lines(project, graph, chosen.nodes, tests, output):
+        click.echo(line)
 
 
 def _reader(project_dir: Path, target: str | None) -> Any:
@@ -423,3 +492,10 @@ def synth(rows: int | None, seed_: int, out: Path | None, heavy_tail: tuple[str,
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="tierpool")
+
+
+# Defined in their own module, which reuses the options and error boundary above.
+from tierpool.cli.site_commands import docs_cmd, init_cmd  # noqa: E402
+
+cli.add_command(docs_cmd)
+cli.add_command(init_cmd)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from tierpool.core.results import NodeResult, Reporter, RunResults
+from tierpool.core.results import NodeResult, ResultGroup, RunResults
 
 LINE_WIDTH = 64
 _STATUS = {
@@ -31,21 +31,86 @@ def _label(index: int, total: int, kind: str, name: str) -> str:
     return text + "." * max(3, LINE_WIDTH - len(text))
 
 
-def node_line(index: int, total: int, result: NodeResult) -> str:
-    """``3/12 model residuals ........ OK 1200 rows in 0.12s`` (colour-coded status)."""
+def start_line(kind: str, name: str) -> str:
+    """``python hierarchical_fit ...... START`` (a header for a Python model's log lines)."""
+    text = f"{_KIND.get(kind, kind)} {name} "
+    return text + "." * max(3, LINE_WIDTH - len(text)) + " START"
+
+
+def _test_counts(tests: Sequence[NodeResult]) -> str:
+    """``12 tests passed``, ``12 tests: 11 passed, 1 warned``."""
+    words = {"pass": "passed", "warn": "warned", "fail": "failed", "error": "errored",
+             "skipped": "skipped"}
+    counts = {word: sum(t.status == status for t in tests) for status, word in words.items()}
+    parts = [f"{n} {word}" for word, n in counts.items() if n]
+    if not parts:
+        return ""
+    noun = "test" if len(tests) == 1 else "tests"
+    if len(parts) == 1:
+        return f"{len(tests)} {noun} {parts[0].split(' ', 1)[1]}"
+    return f"{len(tests)} {noun}: " + ", ".join(parts)
+
+
+def node_line(index: int, total: int, result: NodeResult, tests: Sequence[NodeResult] = ()) -> str:
+    """``3/12 table residuals ..... OK 1200 rows, 5 tests passed in 0.12s`` (colour-coded status)."""
     word, colour = _STATUS.get(result.status, (result.status.upper(), "white"))
+    kind = result.materialized or result.kind
+    label = _label(index, total, kind, result.name)
+    counted = _test_counts(tests)
     parts = [click.style(word, fg=colour, bold=True)]
     if result.unchanged:
-        return f"{_label(index, total, result.kind, result.name)} {parts[0]} (unchanged)"
+        return f"{label} {parts[0]} (unchanged)" + (f", {counted}" if counted else "")
+    details = []
     if result.rows is not None and result.status == "success":
-        parts.append(f"{result.rows} rows")
+        details.append(f"{result.rows} rows")
     if result.kind == "test" and result.failures:
-        parts.append(f"{result.failures} failing rows")
+        details.append(f"{result.failures} failing rows")
+    if counted:
+        details.append(counted)
+    if details:
+        parts.append(", ".join(details))
     if result.status == "success" and result.message:
         parts.append(f"({result.message})")
     if result.status != "skipped":
         parts.append(f"in {result.execution_time:.2f}s")
-    return f"{_label(index, total, result.kind, result.name)} {' '.join(parts)}"
+    return f"{label} {' '.join(parts)}"
+
+
+def _problem_lines(result: NodeResult, indent: str) -> list[str]:
+    """The message and failing rows of a result that did not simply pass."""
+    lines = []
+    if result.status in ("error", "fail", "warn", "skipped") and result.message:
+        lines += [f"{indent}{line}" for line in result.message.splitlines()]
+    if result.examples:
+        columns = list(result.examples[0])
+        rows = [[ex.get(c) for c in columns] for ex in result.examples]
+        lines += [f"{indent}{line}" for line in render_table(columns, rows).splitlines()]
+    return lines
+
+
+def test_line(result: NodeResult, indent: str = "    ") -> str:
+    """``    PASS not_null_models_model_id in 0.01s`` (a test under its node)."""
+    word, colour = _STATUS.get(result.status, (result.status.upper(), "white"))
+    text = f"{indent}{click.style(word, fg=colour, bold=True)} {result.name}"
+    if result.unchanged:
+        return text + " (unchanged)"
+    if result.failures:
+        text += f" {result.failures} failing rows"
+    return text + ("" if result.status == "skipped" else f" in {result.execution_time:.2f}s")
+
+
+def group_lines(group: ResultGroup, verbose: bool = False) -> list[str]:
+    """A node's line, then its tests: every test with ``verbose``, else those not passing."""
+    if group.node is None:  # a test on its own (tierpool test)
+        test = group.tests[0]
+        return [node_line(group.index, group.total, test)] + _problem_lines(test, "      ")
+    lines = [node_line(group.index, group.total, group.node, group.tests)]
+    lines += _problem_lines(group.node, "      ")
+    for test in group.tests:
+        if verbose or test.status not in ("pass", "success"):
+            lines.append(test_line(test))
+            lines += _problem_lines(test, "        ")
+    return lines
 
 
 def _format_value(value: Any) -> str:
@@ -93,37 +158,3 @@ def summary(results: RunResults) -> str:
     """``Done. PASS=.. WARN=.. ERROR=.. SKIP=.. TOTAL=..``"""
     counts = results.counts()
     return "Done. " + " ".join(f"{k}={v}" for k, v in counts.items())
-
-
-class ConsoleReporter(Reporter):
-    """Prints one line per node as it finishes, details of problems underneath."""
-
-    def __init__(self, debug: bool = False) -> None:
-        self.debug = debug
-
-    def start(self, index: int, total: int, kind: str, name: str) -> None:
-        # Only Python models can take long and log; announce them so logs sit under a header.
-        if kind == "python":
-            click.echo(f"{_label(index, total, kind, name)} START")
-
-    def finish(self, index: int, total: int, result: NodeResult) -> None:
-        click.echo(node_line(index, total, result))
-        if result.status in ("error", "fail", "warn", "skipped") and result.message:
-            for line in result.message.splitlines():
-                click.echo(f"      {line}")
-        if result.examples:
-            columns = list(result.examples[0])
-            rows = [[ex.get(c) for c in columns] for ex in result.examples]
-            table = render_table(columns, rows)
-            click.echo("\n".join(f"      {line}" for line in table.splitlines()))
-        if self.debug and result.traceback:
-            click.echo(result.traceback, err=True)
-
-    def log(self, message: str) -> None:
-        click.echo(f"      {message}")
-
-    def done(self, results: RunResults) -> None:
-        """Print the elapsed time and the summary line."""
-        click.echo(f"\nFinished {results.command} in {results.elapsed:.2f}s.")
-        colour = "green" if results.success else "red"
-        click.echo(click.style(summary(results), fg=colour))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 NodeKind = Literal["seed", "source", "sql", "python", "test"]
-Materialization = Literal["view", "table", "append"]
+Materialization = Literal["view", "table", "append", "incremental"]
 Severity = Literal["error", "warn"]
 
 
@@ -45,6 +45,7 @@ class TestSpec:
     severity: Severity = "error"
     where: str | None = None
     source_file: Path | None = None
+    tags: tuple[str, ...] = ()  # the test's own (config.)tags; it also inherits its node's
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Node:
     columns: tuple[Column, ...] = ()
     tests: tuple[TestSpec, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # yml ``tags:`` and ``config: {tags: ...}`` (for tag: selectors)
 
     @property
     def relations(self) -> tuple[str, ...]:

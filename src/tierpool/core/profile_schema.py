@@ -20,16 +20,16 @@ class _Output(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    # DuckDB: its worker threads (default: DuckDB's own, all cores). Spark: unused (the
-    # cluster's executors decide).
+    # Nodes built at once, as in dbt (default 1; --threads overrides). Each node's queries
+    # still use all of DuckDB's threads (all cores) or the Spark cluster's executors.
     threads: int | None = Field(None, ge=1)
 
 
 class DuckDBOutput(_Output):
     """``type: duckdb``: a local database file (the embedded default).
 
-    ``memory_limit`` (e.g. ``4GB``), ``temp_directory`` (where DuckDB spills when a query
-    exceeds it) and ``threads`` become DuckDB settings of the build's connection.
+    ``memory_limit`` (e.g. ``4GB``) and ``temp_directory`` (where DuckDB spills when a query
+    exceeds it) become DuckDB settings of the build's connections.
     """
 
     type: Literal["duckdb"] = "duckdb"

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 CACHE_FILE = "project_cache.pkl"
 # Bump when the pickled layout changes, so older pickles are ignored.
-_FORMAT = 2  # 2: projects loaded before strict configuration checks are not reused
+_FORMAT = 3  # 2: strict configuration checks; 3: nodes carry tags
 
 
 class LazyQueries(Mapping[str, "exp.Query"]):

@@ -82,24 +82,51 @@ def _materialized(props: RelationProps, default: str, display: Display) -> str:
     return value
 
 
+def _check_incremental(kind: str, props: RelationProps, materialized: str, display: Display) -> None:
+    """``materialized: incremental`` is for SQL models, with a unique_key and an event_time."""
+    where = f"{props.at or display(props.file)}: '{props.name}'"
+    event_time = props.config.get("event_time")
+    if materialized != "incremental":
+        if event_time is not None:
+            raise ProjectError(f"{where}: event_time is used by materialized: incremental only "
+                               "(its new rows are those at or after max(event_time)); remove it")
+        return
+    if kind != "sql":
+        raise ProjectError(f"{where}: materialized: incremental is for SQL models; use table "
+                           "(a seed) or append with unique_key (a Python model output)")
+    missing = [k for k, v in (("unique_key", _unique_key(props.config.get("unique_key"))),
+                              ("event_time", str(event_time or "").strip())) if not v]
+    if missing:
+        raise ProjectError(
+            f"{where}: materialized: incremental needs {' and '.join(missing)} under config: "
+            "(unique_key: the columns a new row replaces an old one by; event_time: the "
+            "timestamp column of the parent whose new rows are read, e.g. requested_at)"
+        )
+
+
 def _configure(node: Node, props: RelationProps, display: Display, default: str) -> Node:
+    materialized = _materialized(props, default, display)
+    _check_incremental(node.kind, props, materialized, display)
     return replace(
         node,
         description=props.description,
-        materialized=_materialized(props, default, display),  # type: ignore[arg-type]
+        materialized=materialized,  # type: ignore[arg-type]
         unique_key=_unique_key(props.config.get("unique_key")),
         columns=props.columns,
         tests=props.tests,
         config={**node.config, **props.config},
+        tags=props.tags,
     )
 
 
 def _output(name: str, props: RelationProps | None, display: Display) -> OutputSpec:
     if props is None:
         return OutputSpec(name=name)
+    materialized = _materialized(props, c.DEFAULT_PYTHON_MATERIALIZATION, display)
+    _check_incremental("python", props, materialized, display)
     return OutputSpec(
         name=name,
-        materialized=_materialized(props, c.DEFAULT_PYTHON_MATERIALIZATION, display),  # type: ignore[arg-type]
+        materialized=materialized,  # type: ignore[arg-type]
         unique_key=_unique_key(props.config.get("unique_key")),
         columns=props.columns,
         description=props.description,
@@ -135,6 +162,8 @@ def _python_model(
             )
         outputs.append(output)
     own = by_name.get(info.name) if info.name not in info.outputs else None
+    tagged = [own] if own else []
+    tagged += [by_name[name] for name in info.outputs if name in by_name]
     return PythonModel(
         name=info.name,
         path=path,
@@ -143,6 +172,7 @@ def _python_model(
         config=dict(own.config) if own else {},
         outputs=tuple(outputs),
         tests=tuple(t for o in outputs for t in o.tests),
+        tags=tuple(dict.fromkeys(tag for p in tagged for tag in p.tags)),  # its own and its outputs'
     )
 
 
@@ -185,9 +215,10 @@ def apply_properties(
     for model in sql_models:
         kinds[model.name] = "sql"
         nodes.setdefault(model.name, model)
+    source_tags = {p.name: p.tags for p in props if p.section == "sources"}
     for source in sources:
         kinds[source.name] = "source"
-        nodes.setdefault(source.name, source)
+        nodes.setdefault(source.name, replace(source, tags=source_tags.get(source.name, ())))
     python_outputs: set[str] = set()
     for info, path in python_infos:
         kinds.setdefault(info.name, "python")

@@ -14,15 +14,16 @@ Any ``*.yml``/``*.yaml`` under sql/, seeds/ or python_models/ may hold:
 Every file is checked against the pydantic schema in :mod:`tierpool.core.properties_schema`:
 an unknown key is an error with file, line and the closest allowed key; a dbt key tierpool
 does not implement is refused with the reason; documentation keys (``description``,
-``meta``, ``tags``, ``docs``) are accepted and ignored. Jinja, duplicate keys and non-UTF-8
-bytes are errors too (:mod:`tierpool.core.strict_files`). Problems are collected, not raised
+``meta``, ``docs``) are accepted and ignored; ``tags`` (also under ``config:``; on models,
+seeds, sources, source groups, columns and tests) are kept for ``tag:`` selectors. Jinja,
+duplicate keys and non-UTF-8 bytes are errors too (:mod:`tierpool.core.strict_files`). Problems are collected, not raised
 one at a time, so a user sees them together.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ class RelationProps:
         expression: For sources: the relation expression as written.
         identifier: For sources: dbt's ``identifier`` (a table or file name).
         at: ``file:line`` of the entry (of its ``config.materialized`` when set), for messages.
+        tags: ``tags:`` and ``config: {tags: ...}`` of the entry (a source table also gets
+            its source group's), for ``tag:`` selectors.
     """
 
     name: str
@@ -76,6 +79,7 @@ class RelationProps:
     expression: str | None = None
     identifier: str | None = None
     at: str = ""
+    tags: tuple[str, ...] = ()
 
 
 def read_properties(
@@ -179,11 +183,30 @@ def _read_entry(section: str, entry: Any, f: _File, loc: Loc) -> list[RelationPr
         raise ProjectError(f"{f.at(loc)}: every entry under '{section}:' needs a 'name'")
     if section == "sources" and "tables" in entry:
         tables = entry.get("tables") or []
-        return [_read_relation(section, t, f, (*loc, "tables", j)) for j, t in enumerate(tables)]
+        group = read_tags(entry)
+        return [_read_relation(section, t, f, (*loc, "tables", j), group) for j, t in enumerate(tables)]
     return [_read_relation(section, entry, f, loc)]
 
 
-def _read_relation(section: str, entry: Any, f: _File, loc: Loc) -> RelationProps:
+def read_tags(entry: Any) -> tuple[str, ...]:
+    """dbt's ``tags`` of an entry: its own ``tags:`` and ``config: {tags: ...}`` (a string or a list).
+
+    >>> read_tags({"tags": "daily", "config": {"tags": ["pii", "daily"]}})
+    ('daily', 'pii')
+    """
+    if not isinstance(entry, dict):
+        return ()
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    found: list[str] = []
+    for value in (entry.get("tags"), config.get("tags")):
+        items = [value] if isinstance(value, str | int | float) else value if isinstance(value, list) else []
+        found += [str(v).strip() for v in items if str(v).strip()]
+    return tuple(dict.fromkeys(found))
+
+
+def _read_relation(
+    section: str, entry: Any, f: _File, loc: Loc, inherited: tuple[str, ...] = ()
+) -> RelationProps:
     if not isinstance(entry, dict) or not entry.get("name"):
         raise ProjectError(f"{f.at(loc)}: every entry under '{section}:' needs a 'name'")
     name = normalize_name(str(entry["name"]))
@@ -207,6 +230,7 @@ def _read_relation(section: str, entry: Any, f: _File, loc: Loc) -> RelationProp
         expression=_opt_str(entry.get("expression")),
         identifier=_opt_str(entry.get("identifier")),
         at=f.at(at),
+        tags=tuple(dict.fromkeys(inherited + read_tags(entry))),
     )
 
 
@@ -256,9 +280,13 @@ def _read_tests(
     if not isinstance(declared, list):
         raise ProjectError(f"{f.at((*loc, key))}: '{relation}': data_tests must be a list")
     specs: list[TestSpec] = []
+    column_tags = read_tags(entry) if column else ()  # dbt: a column's tags tag its tests
     for i, item in enumerate(declared):
         try:
-            specs.append(_read_test(item, relation, column, f, (*loc, key, i)))
+            spec = _read_test(item, relation, column, f, (*loc, key, i))
+            if column_tags:
+                spec = replace(spec, tags=tuple(dict.fromkeys(column_tags + spec.tags)))
+            specs.append(spec)
         except _Reported:
             continue
         except TierpoolError as err:
@@ -306,4 +334,5 @@ def _read_test(item: Any, relation: str, column: str | None, f: _File, loc: Loc)
         severity="warn" if severity == "warn" else "error",
         where=None if filter_ is None else str(filter_),
         source_file=f.path,
+        tags=read_tags(body),
     )

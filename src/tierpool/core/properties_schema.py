@@ -1,9 +1,10 @@
 """pydantic schema of properties yml (``models:``, ``seeds:``, ``sources:``); unknown keys are errors.
 
-Documentation-only dbt keys (``description``, ``meta``, ``tags``, ``docs``) are accepted and
-ignored. dbt keys that would change what is built or tested and that tierpool does not
-implement are refused with the reason (:data:`DBT_UNSUPPORTED`); any other unknown key is
-an error with the closest allowed key. Data test bodies are validated per kind
+Documentation-only dbt keys (``description``, ``meta``, ``docs``) are accepted and ignored;
+``tags`` (top level or under ``config:``) are read for ``tag:`` selectors. dbt keys that would
+change what is built or tested and that tierpool does not implement are refused with the
+reason (:data:`DBT_UNSUPPORTED`); any other unknown key is an error with the closest allowed
+key. Data test bodies are validated per kind
 (:data:`TEST_BODIES`); whether required arguments are present is checked by
 :func:`tierpool.core.data_tests.check_test_args`.
 """
@@ -35,8 +36,11 @@ DBT_UNSUPPORTED: dict[str, str] = {
     **{k: _NO_SECTION.format(key=k) for k in (
         "macros", "snapshots", "analyses", "exposures", "metrics", "semantic_models",
         "saved_queries", "unit_tests", "groups", "packages", "dispatch")},
-    "incremental_strategy": "use materialized: append with unique_key (a key's rows are replaced)",
-    "on_schema_change": "an append model keeps its columns; rebuild it with --full-refresh",
+    "incremental_strategy": "materialized: incremental always merges by unique_key (dbt's "
+                            "delete+insert; new rows are those at or after max(event_time)); "
+                            "remove the key",
+    "on_schema_change": "an append model adds new columns (dbt's append_new_columns); an "
+                        "incremental model whose columns change is rebuilt in full; remove the key",
     "full_refresh": "pass --full-refresh to tierpool build",
     "enabled": "every file is built; move a disabled model out of sql/",
     "freshness": "source freshness is not checked; add a data test on the timestamp column",
@@ -50,7 +54,7 @@ DBT_UNSUPPORTED: dict[str, str] = {
     "loader": "remove it; a source is read with its expression",
     "overrides": "packages are not supported",
     "time_spine": "semantic models are not supported",
-    "materialization": "the key is materialized (view, table or append)",
+    "materialization": "the key is materialized (view, table, append or incremental)",
 }
 
 
@@ -70,7 +74,7 @@ TestList = list[str | dict[str, Any]] | None
 
 
 class _Docs(Strict):
-    """Documentation-only keys tierpool accepts and ignores."""
+    """Documentation keys tierpool accepts (``tags`` select nodes: ``--select tag:x``)."""
 
     description: str | None = None
     meta: dict[str, Any] | None = None
@@ -83,6 +87,7 @@ class RelationConfig(Strict):
 
     materialized: str | None = None
     unique_key: str | list[str] | None = None
+    event_time: str | None = None
     column_types: dict[str, str] | None = None
     meta: dict[str, Any] | None = None
     tags: Tags = None
@@ -90,7 +95,14 @@ class RelationConfig(Strict):
 
 
 class SourceConfig(Strict):
-    """``config:`` of a source (documentation only)."""
+    """``config:`` of a source (meta; tags for ``tag:`` selectors)."""
+
+    meta: dict[str, Any] | None = None
+    tags: Tags = None
+
+
+class ColumnConfig(Strict):
+    """``config:`` of a column (dbt ≥ 1.10 puts a column's tags here; they tag its tests)."""
 
     meta: dict[str, Any] | None = None
     tags: Tags = None
@@ -98,6 +110,7 @@ class SourceConfig(Strict):
 
 class ColumnEntry(_Docs):
     name: str
+    config: ColumnConfig | None = None
     data_type: str | None = None
     type: str | None = None
     data_tests: TestList = None

@@ -29,6 +29,10 @@ class RunOptions:
         args: The invocation's arguments, recorded in run_results.json.
         full_refresh: Ignore the build state (target/state.json): rebuild every node
             and rerun every test, even those unchanged since they last succeeded.
+        resource_types: ``--resource-type``: keep only these kinds (model, seed, source, test).
+        threads: Nodes built at once (None: the target's ``threads``, default 1).
+        fail_fast: After the first failure start nothing new; what has not started is
+            skipped.
     """
 
     select: list[str] | None = None
@@ -38,6 +42,9 @@ class RunOptions:
     progress: bool = True
     args: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
+    resource_types: list[str] | None = None
+    threads: int | None = None
+    fail_fast: bool = False
 
 
 @dataclass
@@ -59,6 +66,7 @@ class NodeResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
     traceback: str = ""  # shown with --debug only; not written to run_results.json
     unchanged: bool = False  # not rebuilt / rerun: inputs unchanged since it last succeeded
+    materialized: str = ""  # view, table, append, ... (nodes); shown in the build log
 
     @property
     def unique_id(self) -> str:
@@ -116,14 +124,37 @@ class RunResults:
         raise KeyError(name)
 
 
+@dataclass
+class ResultGroup:
+    """A node's result with the tests reported under it, in build order.
+
+    Attributes:
+        index: 1-based position among the run's groups (``3`` of ``3/12``).
+        total: Number of groups in the run.
+        node: The node's result; None for a test that reads no node of this run (what
+            ``tierpool test`` runs): it is reported on its own, as ``tests[0]``.
+        tests: The node's tests: its audit and those that needed it last.
+    """
+
+    index: int
+    total: int
+    node: NodeResult | None
+    tests: list[NodeResult] = field(default_factory=list)
+
+
 class Reporter:
-    """Receives progress events; the default reports nothing (library use)."""
+    """Receives progress events; the default reports nothing (library use).
 
-    def start(self, index: int, total: int, kind: str, name: str) -> None:
-        """A node or test starts (index is 1-based)."""
+    ``start`` and ``log`` come as things happen (``log`` possibly from a worker thread);
+    ``finish`` comes in build order, whatever order parallel nodes end in, so the log of
+    a run is the same for any number of threads.
+    """
 
-    def finish(self, index: int, total: int, result: NodeResult) -> None:
-        """A node or test finished."""
+    def start(self, kind: str, name: str) -> None:
+        """A node starts building (or a test starts, for tests without a node)."""
 
-    def log(self, message: str) -> None:
-        """A Python model called ``ctx.log``."""
+    def finish(self, group: ResultGroup) -> None:
+        """A node and its tests are done."""
+
+    def log(self, message: str, node: str = "") -> None:
+        """A Python model called ``ctx.log`` (``node``: its name)."""

@@ -20,9 +20,12 @@ Library API (the CLI is a thin layer over it)::
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 import traceback
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from tierpool import constants as c
@@ -32,7 +35,8 @@ from tierpool.core.lock import BuildLock
 from tierpool.core.materialize import Session, build_node, resolve
 from tierpool.core.nodes import DataTest, Node
 from tierpool.core.results import NodeResult, Reporter, RunOptions, RunResults
-from tierpool.core.selection import select_nodes
+from tierpool.core.scheduler import NO_NODE, BuildPlan, ReportOrder, SessionPool
+from tierpool.core.selection import resolve_selection, select_nodes
 from tierpool.core.state import UNCHANGED, UP_TO_DATE, BuildState
 from tierpool.errors import TierpoolError
 
@@ -50,10 +54,12 @@ COMMAND_KINDS = {
 
 
 def select_names(
-    project: Project, graph: Graph, select: list[str] | None, exclude: list[str] | None
+    project: Project, graph: Graph, select: list[str] | None, exclude: list[str] | None,
+    resource_types: Iterable[str] | None = None,
 ) -> list[str]:
-    """Selected node names in build order (``--select`` / ``--exclude`` syntax)."""
-    return select_nodes(project, graph, select, exclude)
+    """Selected node names in build order: dbt's selector syntax (space = union, comma =
+    intersection; see core/selection.py), then ``--resource-type`` (``resource_types``)."""
+    return select_nodes(project, graph, select, exclude, resource_types=resource_types)
 
 
 def tests_for(project: Project, selected: Iterable[str]) -> list[DataTest]:
@@ -98,23 +104,24 @@ def execute(
     options = options or RunOptions()
     started = time.perf_counter()
     graph = project.graph()
-    selected = select_names(project, graph, options.select, options.exclude)
+    chosen = resolve_selection(project, graph, options.select, options.exclude, options.resource_types)
     kinds = COMMAND_KINDS[command]
-    nodes = [n for n in selected if project.nodes[n].kind in kinds]
-    tests = tests_for(project, selected) if command in ("build", "test") else []
+    nodes = [n for n in chosen.nodes if project.nodes[n].kind in kinds]
+    tests = [project.tests[t] for t in sorted(chosen.tests)] if command in ("build", "test") else []
     artifacts.write_manifest(project, graph)
     results = RunResults(command=command, args=options.args)
-    run = _Run(project, graph, options, reporter or Reporter(), results, len(nodes) + len(tests))
+    run = _Run(project, graph, options, reporter or Reporter(), results)
     adapter = run.session.adapter
     lock = BuildLock(project.target_dir / c.LOCK_FILE, adapter.description, f"tierpool {command}")
     with lock:
         # `tierpool test` is asked for explicitly: it reruns every test (and records passes).
         run.state = BuildState(project, use_stored=not options.full_refresh and command != "test",
                                key=adapter.state_key)
+        run.session.state = run.state
         try:
             run.go(nodes, tests)
         finally:
-            run.session.close()
+            run.close()
             run.state.save()
     results.elapsed = time.perf_counter() - started
     artifacts.write_run_results(project, results)
@@ -122,96 +129,209 @@ def execute(
 
 
 class _Run:
-    """State of one run: results so far and which nodes are blocked, and why."""
+    """State of one run: which nodes are done, blocked (and why), and what each test awaits.
+
+    Everything here is changed by the main thread only; worker threads build nodes (with
+    their audits) through their own sessions and hand back results. The build state is
+    shared, under ``state_lock``.
+    """
 
     def __init__(
         self, project: Project, graph: Graph, options: RunOptions, reporter: Reporter,
-        results: RunResults, total: int,
+        results: RunResults,
     ) -> None:
         self.project, self.graph, self.options = project, graph, options
-        self.reporter, self.results, self.total = reporter, results, total
-        self.session = Session(project.target, project.root)
+        self.reporter, self.results = reporter, results
+        self.threads = max(1, options.threads or project.target.threads or 1)
+        self.session = self._new_session()
+        self.pool = SessionPool(self._new_session)
         self.blocked: dict[str, str] = {}
         self.state = BuildState(project, use_stored=False, key="")  # replaced under the lock
+        self.state_lock = threading.RLock()
         self.status: dict[str, str] = {}
-        self.index = 0
-        self.in_run: set[str] = set()  # nodes this run builds
         self.pending: list[DataTest] = []  # tests not run yet
+        self.python_running = 0  # Python models building now (idle connections are released)
+        self.stopped = ""  # why nothing new starts (--fail-fast)
+
+    def _new_session(self) -> Session:
+        session = Session(self.project.target, self.project.root, full_refresh=self.options.full_refresh)
+        session.state = getattr(self, "state", None)
+        return session
+
+    def close(self) -> None:
+        self.pool.close()
+        self.session.close()
+
+    # -- scheduling ---------------------------------------------------------------------------
 
     def go(self, nodes: list[str], tests: list[DataTest]) -> None:
-        self.in_run = set(nodes)
+        self.plan = BuildPlan(self.project, self.graph, nodes, tests)
+        self.order = ReportOrder(self.plan, nodes, tests, self.reporter, self.results)
         self.pending = list(tests)
         self._run_ready()
-        for name in nodes:
-            self._run_node(self.project.nodes[name])
+        waiting = list(nodes)
+        if self.threads == 1:
+            while waiting:
+                name = self._next(waiting, running=False)
+                assert name is not None  # with nothing running the relaxed rule always finds one
+                waiting.remove(name)
+                audit = self._start(name)
+                if audit is not None:
+                    self._finish(name, *self._build_node(self.project.nodes[name], audit, self.session))
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="tierpool") as pool:
+            running: dict[Future, str] = {}
+            while waiting or running:
+                while waiting and len(running) < self.threads:
+                    name = self._next(waiting, running=bool(running))
+                    if name is None:
+                        break
+                    waiting.remove(name)
+                    audit = self._start(name)
+                    if audit is not None:
+                        running[pool.submit(self._in_worker, self.project.nodes[name], audit)] = name
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: self.plan.order[running[f]]):
+                    self._finish(running.pop(future), *future.result())
+                if self.python_running:  # the tests' connection too: let readers in during a fit
+                    self.session.release()
+
+    def _next(self, waiting: list[str], running: bool) -> str | None:
+        """The first waiting node (in build order) that may start now, if any."""
+        finished = set(self.status)
+        for strict in (True, False) if not running else (True,):
+            for name in waiting:
+                if self.stopped or name in self.blocked or self.plan.ready(name, finished, self.pending, strict):
+                    return name
+        return None
+
+    def _start(self, name: str) -> list[DataTest] | None:
+        """Start ``name``: its audit (taken from the pending tests); None if it is skipped."""
+        node = self.project.nodes[name]
+        reason = self.blocked.get(name) or self.stopped
+        if reason:
+            self.status[name] = "skipped"
+            self.order.node(name, NodeResult(name, node.kind, "skipped", message=reason,
+                                             materialized=_materialized(node)))
             self._run_ready()
+            return None
+        self.reporter.start(node.kind, name)
+        audit = self._audit_tests(node)
+        self.pending = [t for t in self.pending if t not in audit]
+        return audit
 
-    def _required(self, test: DataTest) -> set[str]:
-        owner = self.project.relation_owner
-        rels = set(test.attached_to) | set(test.depends_on)
-        return {owner[r] for r in rels if r in owner and owner[r] in self.in_run}
+    def _in_worker(
+        self, node: Node, audit_tests: list[DataTest]
+    ) -> tuple[NodeResult, list[NodeResult] | None, list[DataTest]]:
+        session = self.pool.take()
+        try:
+            return self._build_node(node, audit_tests, session)
+        finally:
+            if self.python_running:
+                session.release()
+            self.pool.give(session)
 
-    def _run_ready(self) -> None:
-        done = set(self.status)
-        required_by = {t.name: self._required(t) for t in self.pending}
-        ready = [t for t in self.pending if required_by[t.name] <= done]
-        if not ready:
-            return
-        self.pending = [t for t in self.pending if not required_by[t.name] <= done]
-        runnable = [t for t in ready if all(self.status[n] == "success" for n in required_by[t.name])]
-        runnable_names = {t.name for t in runnable}
-        for position, test in enumerate(ready, start=1):
-            if test.name in runnable_names:
-                self.reporter.start(self.index + position, self.total, "test", test.name)
-        ran = dict(zip((t.name for t in runnable), self._test_results(runnable), strict=True))
-        for test in ready:
-            self._record_test(test, required_by[test.name], ran.get(test.name))
+    def _build_node(
+        self, node: Node, audit_tests: list[DataTest], session: Session
+    ) -> tuple[NodeResult, list[NodeResult] | None, list[DataTest]]:
+        """Build a node with its audit (any thread); returns its result, the audit's, the audit."""
+        if node.kind == "python":
+            with self.state_lock:
+                self.python_running += 1
+            self.pool.release_idle()
+        try:
+            result, audited = self._build(node, audit_tests, session)
+        finally:
+            if node.kind == "python":
+                with self.state_lock:
+                    self.python_running -= 1
+        result.materialized = _materialized(node)
+        return result, audited, audit_tests
 
-    def _audit_tests(self, node: Node) -> list[DataTest]:
-        """Error-severity tests on ``node`` that can run as soon as it is written."""
-        owner = self.project.relation_owner
-        built = {name for name, status in self.status.items() if status == "success"}
-        return [
-            t for t in self.pending
-            if t.severity == "error" and node.name in {owner.get(r) for r in t.attached_to}
-            and self._required(t) - {node.name} <= built
-        ]
-
-    def _record(self, result: NodeResult) -> None:
-        self.results.results.append(result)
-        self.reporter.finish(self.index, self.total, result)
-
-    def _run_node(self, node: Node) -> None:
-        self.index += 1
-        if node.name in self.blocked:
-            self.status[node.name] = "skipped"
-            self._record(NodeResult(node.name, node.kind, "skipped", message=self.blocked[node.name]))
-            return
-        self.reporter.start(self.index, self.total, node.kind, node.name)
-        audit_tests = self._audit_tests(node)
-        for test in audit_tests:
-            self.pending.remove(test)
-        result, audited = self._build(node, audit_tests)
-        self.status[node.name] = result.status
+    def _finish(self, name: str, result: NodeResult, audited: list[NodeResult] | None,
+                audit_tests: list[DataTest]) -> None:
+        """Record a built node and its audit (main thread), then run the tests now ready."""
+        self.status[name] = result.status
         if result.status == "error":
             failed = [r.name for r in audited or () if r.status in ("fail", "error")]
             why = f" test {', '.join(failed)}" if failed else ""
-            self._block_downstream(node.name, f"skipped: upstream {node.name} failed{why}")
-        self._record(result)
-        if audited is None:  # not written (unchanged, or failed before its audit)
+            self._block_downstream(name, f"skipped: upstream {name} failed{why}")
+            self._stop(name)
+        self.order.node(name, result)
+        if audited is None:  # not written (unchanged, or failed before its audit): run them later
             self.pending.extend(audit_tests)
+        else:
+            for test_result in audited:
+                self.order.test(test_result)
+        self._run_ready()
+
+    def _stop(self, failed: str) -> None:
+        if self.options.fail_fast and not self.stopped:
+            self.stopped = f"skipped: --fail-fast after {failed} failed"
+
+    # -- tests --------------------------------------------------------------------------------
+
+    def _run_ready(self) -> None:
+        """Run (or skip) every pending test whose nodes are all done."""
+        done = set(self.status)
+        ready = [t for t in self.pending if self.plan.required[t.name] <= done]
+        if not ready:
             return
-        for test_result in audited:
-            self.index += 1
-            self._record(test_result)
+        self.pending = [t for t in self.pending if t not in ready]
+        runnable = [t for t in ready if not self.stopped
+                    and all(self.status[n] == "success" for n in self.plan.required[t.name])]
+        for test in runnable:
+            if self.plan.slot(test) == NO_NODE:
+                self.reporter.start("test", test.name)
+        ran = dict(zip((t.name for t in runnable), self._test_results(runnable, self.session), strict=True))
+        for test in ready:
+            self._record_test(test, ran.get(test.name))
+
+    def _audit_tests(self, node: Node) -> list[DataTest]:
+        """Error-severity tests on ``node`` that run on its relations before they are published."""
+        built = {name for name, status in self.status.items() if status == "success"}
+        audit = []
+        for test in self.pending:
+            inputs = self.plan.audit_inputs(test, node.name)
+            if inputs is not None and inputs <= built:
+                audit.append(test)
+        return audit
+
+    def _record_test(self, test: DataTest, result: NodeResult | None) -> None:
+        """Record a test's result (None: something it reads did not build, or --fail-fast)."""
+        if result is None:
+            required = self.plan.required[test.name]
+            failed = sorted(n for n in required if self.status.get(n) != "success")
+            message = f"skipped: {', '.join(failed)} did not build" if failed else self.stopped
+            result = NodeResult(test.name, "test", "skipped", message=message,
+                                relation=", ".join(test.attached_to))
+        elif result.status == "fail":
+            owner = self.project.relation_owner
+            for rel in test.attached_to:
+                if rel in owner:
+                    self._block_downstream(owner[rel], f"skipped: test {test.name} failed")
+        if result.status in ("fail", "error"):
+            self._stop(test.name)
+        self.order.test(result)
+
+    def _block_downstream(self, name: str, reason: str) -> None:
+        for child in self.graph.downstream(name):
+            self.blocked.setdefault(child, reason)
+
+    # -- one node (any thread) ------------------------------------------------------------------
 
     def _fingerprint(self, node: Node) -> str | None:
         try:
-            return self.state.node_fingerprint(node)
+            with self.state_lock:
+                return self.state.node_fingerprint(node)
         except OSError:  # e.g. a file vanished while being hashed: just build the node
             return None
 
-    def _build(self, node: Node, tests: list[DataTest]) -> tuple[NodeResult, list[NodeResult] | None]:
+    def _build(
+        self, node: Node, tests: list[DataTest], session: Session
+    ) -> tuple[NodeResult, list[NodeResult] | None]:
         """Build ``node`` with ``tests`` as its audit; returns its result and the tests'.
 
         The tests' results are None when the audit did not run.
@@ -219,25 +339,31 @@ class _Run:
         started = time.perf_counter()
         result = NodeResult(node.name, node.kind, "success")
         fingerprint = self._fingerprint(node) if node.kind != "python" else None
-        if self.state.can_skip(node, fingerprint, self.session.kind(node.name)):
-            self.state.record_node(node, fingerprint)
+        state, lock = self.state, self.state_lock
+        with lock:
+            skip = state.can_skip(node, fingerprint, session.kind(node.name))
+            if skip:
+                state.record_node(node, fingerprint)
+        if skip:
             result.message, result.unchanged = UP_TO_DATE, True
             result.execution_time = time.perf_counter() - started
             return result, None
         previous, existed = {}, {}
         if node.kind == "python":
-            previous = self.state.previous_outputs(node)
-            existed = {rel: self.session.kind(rel) is not None for rel in node.relations}
-            # Forgotten on disk before the model runs: if this process dies after the
-            # outputs are written, the next build cannot take them as unchanged.
-            self.state.forget_node(node)
-            self.state.save()
+            with lock:
+                previous = state.previous_outputs(node)
+                existed = {rel: session.kind(rel) is not None for rel in node.relations}
+                # Forgotten on disk before the model runs: if this process dies after the
+                # outputs are written, the next build cannot take them as unchanged.
+                state.forget_node(node)
+                state.save()
 
         def record() -> None:  # before the audit: test keys include the new fingerprints
-            if node.kind == "python":
-                self.state.record_python(node, previous, self.session.written, existed)
-            else:
-                self.state.record_node(node, fingerprint)
+            with lock:
+                if node.kind == "python":
+                    state.record_python(node, previous, session.written, existed)
+                else:
+                    state.record_node(node, fingerprint)
 
         audited: list[NodeResult] | None = None
         audit_seconds = 0.0  # reported as the tests' time, not the node's
@@ -246,7 +372,7 @@ class _Run:
             nonlocal audited, audit_seconds
             record()
             begun = time.perf_counter()
-            audited = self._audit(tests, staged)
+            audited = self._test_results(tests, session, staged)
             audit_seconds = time.perf_counter() - begun
             failed = [r for r in audited if r.status in ("fail", "error")]
             if failed:
@@ -254,26 +380,23 @@ class _Run:
 
         try:
             result.rows, result.message = build_node(
-                self.session, node, self._ctx_args(), audit if tests else None
+                session, node, self._ctx_args(node), audit if tests else None
             )
         except Exception as exc:
             result.status = "error"
             result.message = self._error_message(node, exc)
             if not isinstance(exc, _AuditFailed):
                 result.traceback = traceback.format_exc()
-            self.state.forget_node(node)
+            with lock:
+                state.forget_node(node)
         else:
             if not tests:
                 record()
         if node.kind == "python" and result.status == "success":
-            self.state.save()
+            with lock:
+                state.save()
         result.execution_time = time.perf_counter() - started - audit_seconds
         return result, audited
-
-    def _audit(self, tests: list[DataTest], staged: dict[str, str]) -> list[NodeResult]:
-        for offset, test in enumerate(tests, start=1):
-            self.reporter.start(self.index + offset, self.total, "test", test.name)
-        return self._test_results(tests, staged)
 
     def _error_message(self, node: Node, exc: Exception) -> str:
         if isinstance(exc, TierpoolError):
@@ -283,7 +406,7 @@ class _Run:
             where = self.project.display(resolve(self.project.root, node.path))
         return f"{where}: {exc}".strip()
 
-    def _ctx_args(self) -> dict[str, Any]:
+    def _ctx_args(self, node: Node) -> dict[str, Any]:
         opts = {k: v for k, v in self.options.options.items() if v is not None}
         opts.setdefault("refit", False)
         opts["progress"] = self.options.progress
@@ -291,32 +414,13 @@ class _Run:
             "vars": {**self.project.vars, **opts, **self.options.vars},
             "options": opts,
             "target_dir": self.project.target_dir,
-            "log": self.reporter.log,
+            "log": functools.partial(self.reporter.log, node=node.name),
             "progress": self.options.progress,
         }
 
-    def _block_downstream(self, name: str, reason: str) -> None:
-        for child in self.graph.downstream(name):
-            self.blocked.setdefault(child, reason)
-
-    def _record_test(self, test: DataTest, required: set[str], result: NodeResult | None) -> None:
-        """Record a test's result (None: something it reads did not build)."""
-        self.index += 1
-        if result is None:
-            failed = sorted(n for n in required if self.status.get(n) != "success")
-            result = NodeResult(
-                test.name, "test", "skipped",
-                message=f"skipped: {', '.join(failed)} did not build",
-                relation=", ".join(test.attached_to),
-            )
-        elif result.status == "fail":
-            owner = self.project.relation_owner
-            for rel in test.attached_to:
-                if rel in owner:
-                    self._block_downstream(owner[rel], f"skipped: test {test.name} failed")
-        self._record(result)
-
-    def _test_results(self, tests: list[DataTest], staged: dict[str, str] | None = None) -> list[NodeResult]:
+    def _test_results(
+        self, tests: list[DataTest], session: Session, staged: dict[str, str] | None = None
+    ) -> list[NodeResult]:
         """Run tests (taking the last pass of those whose inputs did not change), in order.
 
         Engines that batch tests count them in one query. Otherwise they run one by one,
@@ -325,16 +429,18 @@ class _Run:
         """
         from tierpool.core.execute_tests import run_data_test, run_data_tests
 
-        keys = {t.name: self.state.test_key(t) for t in tests}
+        with self.state_lock:
+            keys = {t.name: self.state.test_key(t) for t in tests}
+            unchanged = {t.name for t in tests if self.state.test_unchanged(t, keys[t.name])}
         results: dict[str, NodeResult] = {}
         for test in tests:
-            if self.state.test_unchanged(test, keys[test.name]):
+            if test.name in unchanged:
                 relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
                 results[test.name] = NodeResult(test.name, "test", "pass", message=UNCHANGED,
                                                 relation=relation, failures=0, unchanged=True)
         to_run = [t for t in tests if t.name not in results]
         try:
-            adapter = self.session.open()
+            adapter = session.open()
             if adapter.batches_tests:
                 ran = run_data_tests(adapter, to_run, staged)
             else:
@@ -347,10 +453,18 @@ class _Run:
                         ran.append(run_data_test(adapter, test, staged))
         except TierpoolError as exc:  # e.g. the database is locked or missing
             ran = [NodeResult(t.name, "test", "error", message=str(exc)) for t in to_run]
-        for test, result in zip(to_run, ran, strict=True):
-            self.state.record_test(test, keys[test.name], result.status)
-            results[test.name] = result
+        with self.state_lock:
+            for test, result in zip(to_run, ran, strict=True):
+                self.state.record_test(test, keys[test.name], result.status)
+                results[test.name] = result
         return [results[t.name] for t in tests]
+
+
+def _materialized(node: Node) -> str:
+    """How the build log names a node's materialization."""
+    if node.kind in ("seed", "source", "python"):
+        return node.kind
+    return str(node.materialized)
 
 
 class _AuditFailed(TierpoolError):
