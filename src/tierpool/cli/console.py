@@ -100,14 +100,14 @@ def test_line(result: NodeResult, indent: str = "    ") -> str:
 
 
 def group_lines(group: ResultGroup, verbose: bool = False) -> list[str]:
-    """A node's line, then its tests: every test with ``verbose``, else those not passing."""
+    """A node's line, then its tests: every test with ``verbose``, else failing and warning ones."""
     if group.node is None:  # a test on its own (tierpool test)
         test = group.tests[0]
         return [node_line(group.index, group.total, test)] + _problem_lines(test, "      ")
     lines = [node_line(group.index, group.total, group.node, group.tests)]
     lines += _problem_lines(group.node, "      ")
     for test in group.tests:
-        if verbose or test.status not in ("pass", "success"):
+        if verbose or test.status in ("fail", "error", "warn"):
             lines.append(test_line(test))
             lines += _problem_lines(test, "        ")
     return lines

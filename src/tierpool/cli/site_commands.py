@@ -1,8 +1,4 @@
-"""``tierpool docs`` and ``tierpool init``: registered on the ``cli`` group by commands.py.
-
-They reuse commands.py's shared options and its one error boundary (imported from it: this
-module is imported at the end of commands.py, once those are defined).
-"""
+"""``tierpool docs`` and ``tierpool init``: registered on the ``cli`` group by commands.py."""
 
 from __future__ import annotations
 
@@ -10,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tierpool.cli.commands import _errors, _load, _project_options
+from tierpool.cli.common import _errors, _load, _project_options
 from tierpool.cli.read_query import wait_option
 
 
