@@ -22,6 +22,13 @@
 -- Practical significance: a group whose coverage is within coverage_tolerance of nominal
 -- passes whatever its p-value (a 100M-row build tested cells at n ~ 34,000, where 0.906
 -- against 0.90 has p = 0.0002); 'review' and 'fail' need the p-value AND a larger miss.
+-- Hold-out modes ('leave_models_out', 'leave_regions_out', 'leave_families_out', from
+-- holdout_scores when vars.validation.holdout_modes is set): whole groups left out of a refit,
+-- their rows scored against the prior a new member gets; grouping 'indicator' and 'overall',
+-- the 90% predictive interval (nominal 0.90, prior_coverage = empirical_coverage), with its
+-- exact log predictive density (elpd, elpd_se; NULL for the conformal modes). Rows of one
+-- held-out group share its bias, so there the test uses n_effective (Kish's effective number
+-- of groups, holdout_scores) instead of n; n_effective = n for the conformal modes.
 with cfg as (
     select
         max(c.value) filter (where c.key = 'alpha') as alpha,
@@ -80,7 +87,7 @@ grouped as (
         t.covered, t.prior_covered, t.half_width
     from tested as t
 ),
-groups as (
+conformal_groups as (
     select
         g.mode,
         g.grouping,
@@ -101,6 +108,58 @@ groups as (
         g.mode, g.grouping, g.indicator, g.model_id, g.family_id, g.region_id,
         g.region_class_id, g.conformal_level
 ),
+holdout as (
+    select
+        h.mode,
+        h.indicator,
+        h.n_rows,
+        h.n_effective,
+        h.n_covered,
+        h.mean_width_log,
+        h.elpd,
+        h.elpd_se
+    from holdout_scores as h
+),
+groups as (
+    select
+        g.*,
+        g.n as n_effective,
+        g.n_covered as n_covered_effective,
+        1 - cfg.alpha as nominal,
+        cast(null as double) as elpd,
+        cast(null as double) as elpd_se
+    from conformal_groups as g
+    cross join cfg
+    union all
+    select
+        h.mode, 'indicator' as grouping, h.indicator, null as model_id, null as family_id,
+        null as region_id, null as region_class_id, null as conformal_level, h.n_rows as n,
+        0 as n_without_interval, h.n_covered, h.n_covered / h.n_rows as prior_coverage,
+        h.mean_width_log, null as mean_width_pct,
+        greatest(1, cast(round(h.n_effective) as bigint)) as n_effective,
+        cast(round(greatest(1, round(h.n_effective)) * h.n_covered / h.n_rows) as bigint) as n_covered_effective,
+        0.9 as nominal, h.elpd, h.elpd_se
+    from holdout as h
+    where h.n_rows > 0
+    union all
+    select
+        h.mode, 'overall' as grouping, null as indicator, null as model_id, null as family_id,
+        null as region_id, null as region_class_id, null as conformal_level,
+        cast(sum(h.n_rows) as bigint) as n, 0 as n_without_interval,
+        cast(sum(h.n_covered) as bigint) as n_covered,
+        sum(h.n_covered) / sum(h.n_rows) as prior_coverage,
+        sum(h.mean_width_log * h.n_rows) / sum(h.n_rows) as mean_width_log,
+        null as mean_width_pct,
+        -- indicators are scored on the same groups: their effective sizes add, at most
+        greatest(1, cast(round(sum(h.n_effective)) as bigint)) as n_effective,
+        cast(round(greatest(1, round(sum(h.n_effective))) * sum(h.n_covered) / sum(h.n_rows)) as bigint)
+            as n_covered_effective,
+        0.9 as nominal, sum(h.elpd) as elpd,
+        sqrt(sum(h.elpd_se * h.elpd_se)) as elpd_se
+    from holdout as h
+    where h.n_rows > 0
+    group by h.mode
+),
 numbered as (
     select
         g.mode,
@@ -111,9 +170,10 @@ numbered as (
         g.region_id,
         g.region_class_id,
         g.conformal_level,
-        g.n,
-        g.n_covered,
-        unnest(generate_series(0, g.n)) as j
+        g.nominal,
+        g.n_effective as n,
+        g.n_covered_effective as n_covered,
+        unnest(generate_series(0, g.n_effective)) as j
     from groups as g
     where g.n > 0
 ),
@@ -129,9 +189,8 @@ log_pmf as (
         x.conformal_level,
         x.j = x.n_covered as observed,
         lgamma(x.n + 1) - lgamma(x.j + 1) - lgamma(x.n - x.j + 1)
-            + x.j * ln(1 - cfg.alpha) + (x.n - x.j) * ln(cfg.alpha) as lp
+            + x.j * ln(x.nominal) + (x.n - x.j) * ln(1 - x.nominal) as lp
     from numbered as x
-    cross join cfg
 ),
 p_values as (
     select
@@ -175,18 +234,21 @@ select
     g.region_id,
     g.region_class_id,
     g.conformal_level,
-    1 - cfg.alpha as nominal,
+    g.nominal,
     g.n,
+    g.n_effective,
     g.n_covered,
     g.n_without_interval,
     case when g.n > 0 then g.n_covered / g.n end as empirical_coverage,
     g.prior_coverage,
     g.mean_width_log,
     g.mean_width_pct,
+    g.elpd,
+    g.elpd_se,
     p.p_value,
     case
         when g.n = 0 then 'no_interval'
-        when abs(g.n_covered / g.n - (1 - cfg.alpha)) <= cfg.tolerance then 'pass'
+        when abs(g.n_covered / g.n - g.nominal) <= cfg.tolerance then 'pass'
         when p.p_value < cfg.fail_p then 'fail'
         when p.p_value < cfg.review_p then 'review'
         else 'pass'

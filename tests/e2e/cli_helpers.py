@@ -44,7 +44,7 @@ def query(project: Path, sql: str) -> list[tuple]:
 
 
 def synth_project(dest: Path, fit_vars: dict[str, Any], rows: int = 20_000, seed: int = 1) -> Path:
-    """`tierpool synth --out dest` with ``vars.fit`` replaced by ``fit_vars`` (a test profile)."""
+    """`tierpool synth --out dest` with ``vars.fit`` replaced by ``fit_vars`` (a test profile), no hold-out validation."""
     import yaml
 
     synth = CliRunner().invoke(cli, ["synth", "--rows", str(rows), "--seed", str(seed), "--out", str(dest)])
@@ -52,5 +52,6 @@ def synth_project(dest: Path, fit_vars: dict[str, Any], rows: int = 20_000, seed
     config_path = dest / "tierpool_project.yml"
     config = yaml.safe_load(config_path.read_text())
     config.setdefault("vars", {})["fit"] = fit_vars
+    config["vars"].pop("validation", None)  # no hold-out refits (tests/e2e/test_warehouse_build.py covers them)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return dest

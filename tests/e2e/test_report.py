@@ -82,6 +82,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Tiny fit: the report is under test, not the sampler, so the gate only has to let it publish.
     spec["vars"]["fit"].update(tune=300, draws=200, chains=2,
                                gate={"max_r_hat": 1.2, "min_ess_bulk": 20, "max_divergences": 50})
+    spec["vars"].pop("validation", None)  # no hold-out refits: not what this test is about
     config.write_text(yaml.safe_dump(spec))
     done = _tierpool("build", "--no-progress", "--project-dir", str(project))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

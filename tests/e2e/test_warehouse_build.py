@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -96,11 +97,17 @@ def settle(built: Built, project: Path) -> tuple[str, str]:
     return rows[0]
 
 
-def write_fit_vars(project: Path, **overrides: object) -> None:
-    """Replace ``vars.fit`` in the project's tierpool_project.yml (the test profile)."""
+# Hold-out validation of the first fit (coverage_report's leave-*-out modes), small refits.
+TEST_VALIDATION = {"holdout_modes": ["models", "regions", "families"], "folds": 3, "chains": 2,
+                   "tune": 300, "draws": 300}
+
+
+def write_fit_vars(project: Path, validation: dict | None = None, **overrides: object) -> None:
+    """Replace ``vars.fit`` (and ``vars.validation``: none by default) in tierpool_project.yml."""
     path = project / "tierpool_project.yml"
     config = yaml.safe_load(path.read_text())
     config.setdefault("vars", {})["fit"] = {**TEST_FIT_VARS, **overrides}
+    config["vars"]["validation"] = validation or {"holdout_modes": []}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -125,7 +132,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     project = tmp_path_factory.mktemp("warehouse") / "synth"
     synth = CliRunner().invoke(cli, ["synth", "--rows", str(ROWS), "--seed", str(SYNTH_SEED), "--out", str(project)])
     assert synth.exit_code == 0, synth.output
-    write_fit_vars(project)
+    write_fit_vars(project, validation=TEST_VALIDATION)
     code = fit_code(project)
     result = invoke(project, "build", "--no-progress")
     return Built(project, result.exit_code, result.output, code)
@@ -136,6 +143,7 @@ def copy_built(built: Built, tmp_path: Path) -> Path:
     """A private copy of the built warehouse (project files, DuckDB file and fits)."""
     dest = tmp_path / "synth"
     shutil.copytree(built.project, dest)
+    write_fit_vars(dest)  # the same fit settings, without hold-out refits
     return dest
 
 
@@ -173,7 +181,7 @@ def test_each_kind_of_bad_row_lands_in_rejected_rows(built: Built) -> None:
                                                       "no_tier2_match", "unknown_indicator", "out_of_range",
                                                       "constant_series")]:
         assert kind in kinds
-    assert f"{len(expected)} rows" in built.output.split("model rejected_rows")[1].splitlines()[0]
+    assert f"{len(expected)} rows" in built.output.split("table rejected_rows")[1].splitlines()[0]
 
 
 def test_residuals_and_cells_are_consistent(built: Built) -> None:
@@ -297,7 +305,6 @@ def test_published_bias_is_the_joint_posterior_of_the_stored_draws(built: Built)
     """issue 11 item 5: priors.bias_* of a fitted model at a fitted region are the mean, sd and
     quantiles of mu_model + mu_region over the draws kept under target/fits/ (not the two sides'
     variances added); elsewhere they are the fit's bias_<kind> rows of posterior_predictive."""
-    import numpy as np
 
     p = built.project
     priors = df(p, f"select * from priors where fit_id = '{FIT_ID}'")
@@ -430,3 +437,50 @@ def test_rows_measured_after_the_window_wait(built: Built, copy_built: Path) -> 
     assert (served["source_level"] == "model_interim").all() and (served["predictive_kind"] == "interim").all()
     assert (served["bias_mean"] == served["interim_mean"]).all() and (served["interim_measurements"] > 0).all()
     assert query(copy_built, "select count(*) from priors where source_level = 'model_interim'")[0][0] == len(served)
+
+
+def test_holdout_modes_score_new_members_against_their_prior(built: Built) -> None:
+    """Every in-window row of every model (region, family) is scored once, with the group left out."""
+    scores = df(built.project, "select * from holdout_scores order by indicator, mode")
+    fits = dict(query(built.project, "select indicator, fit_id from latest_fit"))
+    assert set(scores["indicator"]) == set(fits) and len(scores) == 3 * len(fits)
+    assert (scores["fit_id"] == scores["indicator"].map(fits)).all()
+    in_window = dict(query(built.project, """
+        select r.indicator, count(*) from residuals as r
+        join latest_fit as l on l.indicator = r.indicator
+        join request_folds as f on f.request_id = r.request_id
+        where r.measured_at < l.window_end group by 1"""))
+    for row in scores.itertuples():
+        assert row.n_rows == in_window[row.indicator], row.mode
+        assert row.folds == 3 and np.isfinite(row.elpd) and row.elpd_se > 0
+    assert set(scores["source_level"]) == {"family", "class", "global"}
+    # rows of one group share its bias: the coverage is tested at Kish's effective number of groups
+    column = {"leave_models_out": "model_id", "leave_regions_out": "region_id", "leave_families_out": "family_id"}
+    for row in scores.itertuples():
+        sizes = df(built.project, f"""
+            select count(*) as n from residuals as r join latest_fit as l on l.indicator = r.indicator
+            where r.indicator = '{row.indicator}' and r.measured_at < l.window_end
+            group by r.{column[row.mode]}""")["n"].to_numpy(float)
+        assert row.n_effective == pytest.approx(sizes.sum() ** 2 / (sizes**2).sum())
+        assert row.n_effective <= row.n_groups == len(sizes)
+    report = df(built.project, "select * from coverage_report where mode like 'leave_%'")
+    by_indicator = report[report["grouping"] == "indicator"].merge(scores, on=["mode", "indicator"])
+    assert (by_indicator["n_effective_x"] == by_indicator["n_effective_y"].round().clip(lower=1)).all()
+    assert (by_indicator["n"] == by_indicator["n_rows"]).all()
+    assert np.allclose(by_indicator["empirical_coverage"], by_indicator["coverage_90"])
+    overall = report[report["grouping"] == "overall"].set_index("mode")
+    assert set(overall.index) == {"leave_models_out", "leave_regions_out", "leave_families_out"}
+    models = scores[scores["mode"] == "leave_models_out"]
+    assert overall.loc["leave_models_out", "n"] == models["n_rows"].sum()
+    assert overall.loc["leave_models_out", "elpd"] == pytest.approx(models["elpd"].sum())
+    assert (report["nominal"] == 0.9).all() and report["status"].isin(["pass", "review", "fail"]).all()
+
+
+def test_holdout_scores_are_kept_while_the_fit_is_unchanged(built: Built, tmp_path: Path) -> None:
+    dest = tmp_path / "synth"
+    shutil.copytree(built.project, dest)
+    before = df(dest, "select * from holdout_scores order by indicator, mode")
+    result = invoke(dest, "build", "--no-progress", "--select", "holdout_validation")
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "(kept: fit and settings unchanged)" in result.output
+    pd.testing.assert_frame_equal(df(dest, "select * from holdout_scores order by indicator, mode"), before)

@@ -8,6 +8,7 @@ where the exact answer is computed here with numpy/scipy.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import _warehouse_sql as w
@@ -340,10 +341,21 @@ def test_calibrated_coverage_on_the_test_fold_is_nominal(warehouse):
     assert rel.calibrated_from < rel.calibrated_to and rel.out_of_time_n == 0
 
 
-def binomial_fixture(counts: list[tuple[int, int]]) -> duckdb.DuckDBPyConnection:
+def holdout_table(con: duckdb.DuckDBPyConnection, rows: list[tuple] = ()) -> None:
+    """holdout_scores: (mode, indicator, n_rows, n_effective, n_covered, mean_width_log, elpd, elpd_se)."""
+    frame = pd.DataFrame(list(rows), columns=["mode", "indicator", "n_rows", "n_effective", "n_covered",
+                                              "mean_width_log", "elpd", "elpd_se"])
+    frame = frame.astype({"mode": str, "indicator": str, "n_rows": "int64", "n_effective": float,
+                          "n_covered": "int64", "mean_width_log": float, "elpd": float, "elpd_se": float})
+    con.register("_h", frame)
+    con.execute("create or replace table holdout_scores as select * from _h")
+
+
+def binomial_fixture(counts: list[tuple[int, int]], holdout: list[tuple] = ()) -> duckdb.DuckDBPyConnection:
     """conformal_scores/assignment where cell i has n test residuals, x of them covered."""
     con = duckdb.connect()
     load_config(con)
+    holdout_table(con, holdout)
     rows = []
     for i, (n, x) in enumerate(counts):
         rows += [{"request_id": len(rows) + j, "indicator": "energy_wh", "model_id": f"m{i}",
@@ -489,3 +501,31 @@ def test_config_seed_passes_its_own_data_test():
     assert w.singular_test(con, "calibration_config_valid").empty
     load_config(con, fold_fit_fraction=0.7, fold_calibration_fraction=0.4)
     assert len(w.singular_test(con, "calibration_config_valid")) == 1
+
+
+def test_holdout_modes_are_tested_at_the_effective_number_of_groups():
+    """A leave-models-out coverage of 0.80 over 3,000 rows is a clear miss if the rows were
+    independent, but not when they come from ~6 effective models (rows share a model's bias)."""
+    holdout = [("leave_models_out", "energy_wh", 3000, 6.4, 2400, 1.9, -2100.0, 400.0),
+               ("leave_models_out", "gco2e", 3000, 60.0, 2400, 2.1, -4000.0, 800.0),
+               ("leave_regions_out", "energy_wh", 3000, 12.0, 2712, 2.5, -1900.0, 300.0)]
+    con = binomial_fixture([(100, 90)], holdout)
+    got = con.sql("select mode, grouping, indicator, n, n_effective, n_covered, empirical_coverage, nominal, "
+                  "elpd, elpd_se, p_value, status from coverage_report where mode like 'leave_%'").df()
+    rows = got[got.grouping == "indicator"].set_index(["mode", "indicator"])
+    for mode, indicator, n, n_eff, covered, _, elpd, se in holdout:
+        row = rows.loc[(mode, indicator)]
+        k = round(round(n_eff) * covered / n)
+        assert (row.n, row.n_effective, row.n_covered, row.nominal) == (n, round(n_eff), covered, 0.9)
+        assert row.p_value == pytest.approx(stats.binomtest(k, round(n_eff), 0.9).pvalue, rel=1e-9)
+        assert (row.elpd, row.elpd_se) == (elpd, se)
+    assert rows.loc[("leave_models_out", "energy_wh")].status == "pass"  # 5 of 6: p = 0.47
+    assert rows.loc[("leave_models_out", "gco2e")].status == "review"  # 48 of 60: p = 0.02
+    overall = got[got.grouping == "overall"].set_index("mode")
+    assert overall.loc["leave_models_out"].n == 6000 and overall.loc["leave_models_out"].n_effective == 66
+    assert overall.loc["leave_models_out"].elpd == -6100.0
+    assert overall.loc["leave_models_out"].elpd_se == pytest.approx(math.hypot(400.0, 800.0))
+    # the conformal modes are untouched: n_effective is n, no elpd
+    random = con.sql("select n, n_effective, elpd from coverage_report where mode = 'random' "
+                     "and grouping = 'overall'").fetchall()
+    assert random == [(100, 100, None)]

@@ -86,9 +86,11 @@ def _coverage(data: ReportData, ind: str) -> str:
     cols = [c for c in wanted if c in cells.columns]
     summary = report[report["grouping"] != "cell"].sort_values(["mode", "grouping", "n"], ascending=[True, True, False])
     group_cols = [c for c in ("mode", "grouping", "family_id", "region_class_id", "conformal_level", "n",
-                              "empirical_coverage", "mean_width_pct", "p_value", "status") if c in summary.columns]
+                              "empirical_coverage", "mean_width_log", "mean_width_pct", "elpd", "elpd_se",
+                              "p_value", "status") if c in summary.columns]
     return "".join(parts) + "<h4>Cells not passing</h4>" + table(flagged[cols], status_col="status") \
-        + "<h4>Groups (fallback levels and overall)</h4>" + table(summary[group_cols], status_col="status")
+        + "<h4>Groups (fallback levels, overall, and the hold-out modes: new models, regions, families)</h4>" \
+        + table(summary[group_cols], status_col="status")
 
 
 def _worst_parameters(data: ReportData, ind: str) -> pd.DataFrame:
