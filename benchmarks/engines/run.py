@@ -55,6 +55,17 @@ PROJECT_PARTS = ("seeds", "sql", "python_models", "tests/data", "profiles.yml", 
 PHASES = ("staging_sql_s", "fit_s", "after_fit_sql_s", "data_tests_s", "overhead_s")
 
 
+def without_validation(project: Path) -> Path:
+    """Turn off the hold-out refits (vars.validation): pandas work, the same on both engines."""
+    import yaml
+
+    path = project / "tierpool_project.yml"
+    config = yaml.safe_load(path.read_text())
+    config.get("vars", {}).pop("validation", None)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return project
+
+
 def demo_project() -> Path:
     """A fresh copy of the repository's demo project."""
     project = WORK / "demo"
@@ -63,7 +74,7 @@ def demo_project() -> Path:
     for part in PROJECT_PARTS:
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, project / part)
-    return project
+    return without_validation(project)
 
 
 def synth_project(rows: int, seed: int) -> Path:
@@ -73,7 +84,7 @@ def synth_project(rows: int, seed: int) -> Path:
     WORK.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "tierpool", "synth", "--rows", str(rows), "--seed", str(seed),
                     "--out", str(project)], check=True, capture_output=True)
-    return project
+    return without_validation(project)
 
 
 def build(project: Path, target: str, env: dict[str, str], fit_args: list[str]) -> dict[str, Any]:
@@ -115,10 +126,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="Write the section in benchmarks/RESULTS.md.")
     parser.add_argument("--note", default="", help="A line added under the table.")
+    parser.add_argument("--threads", type=int, default=1, help="Nodes built at once (tierpool build --threads).")
     for opt in ("--fit-tune", "--fit-draws", "--fit-chains"):
         parser.add_argument(opt, type=int, default=None)
     args = parser.parse_args()
     fit_args = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k.startswith("fit_") and v]
+    fit_args.append(f"--threads={args.threads}")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     projects = {"demo (20k CSV)": demo_project(), f"synth {args.rows:,}": synth_project(args.rows, args.seed)}
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -132,10 +145,11 @@ def main() -> None:
     load = os.getloadavg()
     text = [
         SECTION, "",
-        "`python benchmarks/engines/run.py --write` — the same project built cold on DuckDB (`dev`) and on "
+        f"`python benchmarks/engines/run.py --threads {args.threads} --write` — the same project built cold on DuckDB (`dev`) and on "
         "Spark (`spark`: session mode, local[2], Derby metastore, 4 shuffle partitions) as subprocesses, "
         "one after the other; sampler: " + (" ".join(fit_args) or "project defaults (tune 2000, draws 4000, "
-        "chains 4)") + ". Phases in seconds from run_results.json; 'overhead' = wall − engine elapsed "
+        "chains 4)") + "; hold-out validation off. Phases in seconds from run_results.json (sums of node "
+        "times: with threads > 1 they overlap); 'overhead' = wall − engine elapsed "
         "(interpreter, imports, JVM start, project load, compile checks); peak RSS of the process tree, "
         "JVM included.", "",
         *table(results), "",

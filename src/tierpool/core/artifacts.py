@@ -42,7 +42,7 @@ def _rel_path(project: Project, path: Path | None) -> str | None:
 
 
 def build_manifest(project: Project, graph: Graph) -> dict[str, Any]:
-    """The manifest as a dict: nodes (kind, path, depends_on, relations, materialized), tests, edges."""
+    """The manifest as a dict: nodes (kind, path, depends_on, relations, materialized, tags), tests, edges."""
     nodes: dict[str, Any] = {}
     for name in graph.topological_order():
         node = project.nodes[name]
@@ -55,6 +55,7 @@ def build_manifest(project: Project, graph: Graph) -> dict[str, Any]:
             "relations": list(node.relations),
             "materialized": node.materialized,
             "description": node.description,
+            "tags": list(node.tags),
         }
     tests = {
         unique_id("test", name): {
@@ -63,6 +64,7 @@ def build_manifest(project: Project, graph: Graph) -> dict[str, Any]:
             "severity": t.severity,
             "attached_to": list(t.attached_to),
             "depends_on_relations": list(t.depends_on),
+            "tags": list(t.tags),
             "sql": t.sql,
         }
         for name, t in sorted(project.tests.items())
