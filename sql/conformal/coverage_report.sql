@@ -113,7 +113,7 @@ holdout as (
         h.mode,
         h.indicator,
         h.n_rows,
-        h.n_effective,
+        cast(h.n_effective as double) as n_effective,
         h.n_covered,
         h.mean_width_log,
         h.elpd,
@@ -137,7 +137,8 @@ groups as (
         0 as n_without_interval, h.n_covered, h.n_covered / h.n_rows as prior_coverage,
         h.mean_width_log, null as mean_width_pct,
         greatest(1, cast(round(h.n_effective) as bigint)) as n_effective,
-        cast(round(greatest(1, round(h.n_effective)) * h.n_covered / h.n_rows) as bigint) as n_covered_effective,
+        cast(round(cast(greatest(1, round(h.n_effective)) * h.n_covered / h.n_rows as double)) as bigint)
+            as n_covered_effective,
         0.9 as nominal, h.elpd, h.elpd_se
     from holdout as h
     where h.n_rows > 0
@@ -152,8 +153,8 @@ groups as (
         null as mean_width_pct,
         -- indicators are scored on the same groups: their effective sizes add, at most
         greatest(1, cast(round(sum(h.n_effective)) as bigint)) as n_effective,
-        cast(round(greatest(1, round(sum(h.n_effective))) * sum(h.n_covered) / sum(h.n_rows)) as bigint)
-            as n_covered_effective,
+        cast(round(cast(greatest(1, round(sum(h.n_effective))) * sum(h.n_covered) / sum(h.n_rows) as double))
+            as bigint) as n_covered_effective,
         0.9 as nominal, sum(h.elpd) as elpd,
         sqrt(sum(h.elpd_se * h.elpd_se)) as elpd_se
     from holdout as h
