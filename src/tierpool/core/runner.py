@@ -1,9 +1,12 @@
-"""The runner: builds selected nodes in topological order and runs their data tests.
+"""The runner: builds selected nodes in dependency order, up to ``threads`` at once, and runs
+their data tests.
 
 It returns result objects and keeps going: a failed node (or a failed
 error-severity test) marks its descendants as skipped, naming the cause, while
-independent branches still build. A writing command holds target/tierpool.core.lock
-for its whole duration.
+independent branches still build (``--fail-fast``: nothing new starts). Which node may
+start and the order results are reported in are :mod:`tierpool.core.scheduler`'s; a node is
+built in a worker thread by :class:`tierpool.core.node_build.NodeBuilder`. A writing command
+holds target/tierpool.lock for its whole duration.
 
 Write, audit, publish: a node's error-severity tests that need nothing else from this
 run are its audit. They run against the node's new relations before those are published
@@ -20,25 +23,23 @@ Library API (the CLI is a thin layer over it)::
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-import traceback
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tierpool import constants as c
 from tierpool.core import artifacts
 from tierpool.core.graph import Graph
 from tierpool.core.lock import BuildLock
-from tierpool.core.materialize import Session, build_node, resolve
+from tierpool.core.materialize import Session
+from tierpool.core.node_build import NodeBuilder
 from tierpool.core.nodes import DataTest, Node
 from tierpool.core.results import NodeResult, Reporter, RunOptions, RunResults
 from tierpool.core.scheduler import NO_NODE, BuildPlan, ReportOrder, SessionPool
 from tierpool.core.selection import resolve_selection, select_nodes
-from tierpool.core.state import UNCHANGED, UP_TO_DATE, BuildState
-from tierpool.errors import TierpoolError
+from tierpool.core.state import BuildState
 
 if TYPE_CHECKING:
     from tierpool.core.project_model import Project
@@ -165,6 +166,7 @@ class _Run:
     # -- scheduling ---------------------------------------------------------------------------
 
     def go(self, nodes: list[str], tests: list[DataTest]) -> None:
+        self.builder = NodeBuilder(self.project, self.options, self.reporter, self.state, self.state_lock)
         self.plan = BuildPlan(self.project, self.graph, nodes, tests)
         self.order = ReportOrder(self.plan, nodes, tests, self.reporter, self.results)
         self.pending = list(tests)
@@ -179,24 +181,33 @@ class _Run:
                 if audit is not None:
                     self._finish(name, *self._build_node(self.project.nodes[name], audit, self.session))
             return
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="tierpool") as pool:
-            running: dict[Future, str] = {}
-            while waiting or running:
-                while waiting and len(running) < self.threads:
-                    name = self._next(waiting, running=bool(running))
-                    if name is None:
-                        break
-                    waiting.remove(name)
-                    audit = self._start(name)
-                    if audit is not None:
-                        running[pool.submit(self._in_worker, self.project.nodes[name], audit)] = name
-                if not running:
-                    continue
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: self.plan.order[running[f]]):
-                    self._finish(running.pop(future), *future.result())
-                if self.python_running:  # the tests' connection too: let readers in during a fit
-                    self.session.release()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tierpool")
+        try:
+            self._go_parallel(pool, waiting)
+        except BaseException:  # e.g. Ctrl-C: start nothing more; what runs ends with its transaction
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+
+    def _go_parallel(self, pool: ThreadPoolExecutor, waiting: list[str]) -> None:
+        """Keep up to ``threads`` nodes building; handle each as it finishes (main thread)."""
+        running: dict[Future, str] = {}
+        while waiting or running:
+            while waiting and len(running) < self.threads:
+                name = self._next(waiting, running=bool(running))
+                if name is None:
+                    break
+                waiting.remove(name)
+                audit = self._start(name)
+                if audit is not None:
+                    running[pool.submit(self._in_worker, self.project.nodes[name], audit)] = name
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: self.plan.order[running[f]]):
+                self._finish(running.pop(future), *future.result())
+            if self.python_running:  # the tests' connection too: let readers in during a fit
+                self.session.release()
 
     def _next(self, waiting: list[str], running: bool) -> str | None:
         """The first waiting node (in build order) that may start now, if any."""
@@ -242,7 +253,7 @@ class _Run:
                 self.python_running += 1
             self.pool.release_idle()
         try:
-            result, audited = self._build(node, audit_tests, session)
+            result, audited = self.builder.build(node, audit_tests, session)
         finally:
             if node.kind == "python":
                 with self.state_lock:
@@ -285,7 +296,7 @@ class _Run:
         for test in runnable:
             if self.plan.slot(test) == NO_NODE:
                 self.reporter.start("test", test.name)
-        ran = dict(zip((t.name for t in runnable), self._test_results(runnable, self.session), strict=True))
+        ran = dict(zip((t.name for t in runnable), self.builder.test_results(runnable, self.session), strict=True))
         for test in ready:
             self._record_test(test, ran.get(test.name))
 
@@ -320,161 +331,9 @@ class _Run:
         for child in self.graph.downstream(name):
             self.blocked.setdefault(child, reason)
 
-    # -- one node (any thread) ------------------------------------------------------------------
-
-    def _fingerprint(self, node: Node) -> str | None:
-        try:
-            with self.state_lock:
-                return self.state.node_fingerprint(node)
-        except OSError:  # e.g. a file vanished while being hashed: just build the node
-            return None
-
-    def _build(
-        self, node: Node, tests: list[DataTest], session: Session
-    ) -> tuple[NodeResult, list[NodeResult] | None]:
-        """Build ``node`` with ``tests`` as its audit; returns its result and the tests'.
-
-        The tests' results are None when the audit did not run.
-        """
-        started = time.perf_counter()
-        result = NodeResult(node.name, node.kind, "success")
-        fingerprint = self._fingerprint(node) if node.kind != "python" else None
-        state, lock = self.state, self.state_lock
-        with lock:
-            skip = state.can_skip(node, fingerprint, session.kind(node.name))
-            if skip:
-                state.record_node(node, fingerprint)
-        if skip:
-            result.message, result.unchanged = UP_TO_DATE, True
-            result.execution_time = time.perf_counter() - started
-            return result, None
-        previous, existed = {}, {}
-        if node.kind == "python":
-            with lock:
-                previous = state.previous_outputs(node)
-                existed = {rel: session.kind(rel) is not None for rel in node.relations}
-                # Forgotten on disk before the model runs: if this process dies after the
-                # outputs are written, the next build cannot take them as unchanged.
-                state.forget_node(node)
-                state.save()
-
-        def record() -> None:  # before the audit: test keys include the new fingerprints
-            with lock:
-                if node.kind == "python":
-                    state.record_python(node, previous, session.written, existed)
-                else:
-                    state.record_node(node, fingerprint)
-
-        audited: list[NodeResult] | None = None
-        audit_seconds = 0.0  # reported as the tests' time, not the node's
-
-        def audit(staged: dict[str, str]) -> None:
-            nonlocal audited, audit_seconds
-            record()
-            begun = time.perf_counter()
-            audited = self._test_results(tests, session, staged)
-            audit_seconds = time.perf_counter() - begun
-            failed = [r for r in audited if r.status in ("fail", "error")]
-            if failed:
-                raise _AuditFailed(node, failed)
-
-        try:
-            result.rows, result.message = build_node(
-                session, node, self._ctx_args(node), audit if tests else None
-            )
-        except Exception as exc:
-            result.status = "error"
-            result.message = self._error_message(node, exc)
-            if not isinstance(exc, _AuditFailed):
-                result.traceback = traceback.format_exc()
-            with lock:
-                state.forget_node(node)
-        else:
-            if not tests:
-                record()
-        if node.kind == "python" and result.status == "success":
-            with lock:
-                state.save()
-        result.execution_time = time.perf_counter() - started - audit_seconds
-        return result, audited
-
-    def _error_message(self, node: Node, exc: Exception) -> str:
-        if isinstance(exc, TierpoolError):
-            return str(exc)
-        where = node.name
-        if node.path is not None:
-            where = self.project.display(resolve(self.project.root, node.path))
-        return f"{where}: {exc}".strip()
-
-    def _ctx_args(self, node: Node) -> dict[str, Any]:
-        opts = {k: v for k, v in self.options.options.items() if v is not None}
-        opts.setdefault("refit", False)
-        opts["progress"] = self.options.progress
-        return {
-            "vars": {**self.project.vars, **opts, **self.options.vars},
-            "options": opts,
-            "target_dir": self.project.target_dir,
-            "log": functools.partial(self.reporter.log, node=node.name),
-            "progress": self.options.progress,
-        }
-
-    def _test_results(
-        self, tests: list[DataTest], session: Session, staged: dict[str, str] | None = None
-    ) -> list[NodeResult]:
-        """Run tests (taking the last pass of those whose inputs did not change), in order.
-
-        Engines that batch tests count them in one query. Otherwise they run one by one,
-        and after a test that could not run the rest are skipped: on some engines a failed
-        statement aborts the transaction the audit runs in.
-        """
-        from tierpool.core.execute_tests import run_data_test, run_data_tests
-
-        with self.state_lock:
-            keys = {t.name: self.state.test_key(t) for t in tests}
-            unchanged = {t.name for t in tests if self.state.test_unchanged(t, keys[t.name])}
-        results: dict[str, NodeResult] = {}
-        for test in tests:
-            if test.name in unchanged:
-                relation = ", ".join(test.attached_to) or ", ".join(test.depends_on)
-                results[test.name] = NodeResult(test.name, "test", "pass", message=UNCHANGED,
-                                                relation=relation, failures=0, unchanged=True)
-        to_run = [t for t in tests if t.name not in results]
-        try:
-            adapter = session.open()
-            if adapter.batches_tests:
-                ran = run_data_tests(adapter, to_run, staged)
-            else:
-                ran = []
-                for test in to_run:
-                    if staged is not None and any(r.status == "error" for r in ran):
-                        ran.append(NodeResult(test.name, "test", "skipped", relation=", ".join(test.attached_to),
-                                              message="skipped: an earlier test could not run"))
-                    else:
-                        ran.append(run_data_test(adapter, test, staged))
-        except TierpoolError as exc:  # e.g. the database is locked or missing
-            ran = [NodeResult(t.name, "test", "error", message=str(exc)) for t in to_run]
-        with self.state_lock:
-            for test, result in zip(to_run, ran, strict=True):
-                self.state.record_test(test, keys[test.name], result.status)
-                results[test.name] = result
-        return [results[t.name] for t in tests]
-
 
 def _materialized(node: Node) -> str:
     """How the build log names a node's materialization."""
     if node.kind in ("seed", "source", "python"):
         return node.kind
     return str(node.materialized)
-
-
-class _AuditFailed(TierpoolError):
-    """Error-severity tests failed on a node's new relations: nothing was published."""
-
-    def __init__(self, node: Node, failed: list[NodeResult]) -> None:
-        names = ", ".join(r.name for r in failed)
-        kept = ", ".join(node.relations)
-        super().__init__(
-            f"not published: {len(failed)} error test(s) failed on the new {kept} ({names}); "
-            f"{'they keep' if len(node.relations) > 1 else 'it keeps'} the previous contents. "
-            "Fix the data or the model, then rebuild."
-        )
