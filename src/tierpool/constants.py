@@ -19,6 +19,6 @@ MANIFEST_FILE = "manifest.json"
 RUN_RESULTS_FILE = "run_results.json"
 LOCK_FILE = "tierpool.core.lock"
 
-MATERIALIZATIONS = ("view", "table", "append")
+MATERIALIZATIONS = ("view", "table", "append", "incremental")
 DEFAULT_SQL_MATERIALIZATION = "view"
 DEFAULT_PYTHON_MATERIALIZATION = "table"

@@ -164,13 +164,13 @@ def test_unknown_test_kind_and_bad_materialization(project_factory: Factory) -> 
               - name: x
                 data_tests: [not_nul]
           - name: n
-            config: {materialized: incremental}
+            config: {materialized: ephemeral}
         """})
     problems = problems_of(root)
     assert len(problems) == 2
     assert problems[0].startswith("sql/m.yml:5: 'm.x': unknown data test 'not_nul'; valid kinds: not_null,")
-    assert problems[1] == ("sql/m.yml:7: 'n': materialized 'incremental' is not one of "
-                           "view, table, append")
+    assert problems[1] == ("sql/m.yml:7: 'n': materialized 'ephemeral' is not one of "
+                           "view, table, append, incremental")
 
 
 def test_duplicate_names_name_both_files(project_factory: Factory) -> None:

@@ -284,6 +284,19 @@ class Adapter(ABC):
             Rows inserted.
         """
 
+    def merge(
+        self, name: str, select_sql: str, unique_key: Sequence[str], existing: str | None = UNKNOWN,
+    ) -> int:
+        """An incremental model's new rows: :meth:`append` with the same columns as the table.
+
+        The default is :meth:`append`; an engine may add the rows without rewriting the
+        table when none of their keys is in it yet.
+
+        Returns:
+            Rows inserted.
+        """
+        return self.append(name, select_sql, unique_key, existing)
+
     @abstractmethod
     def load_seed(self, seed: Node, existing: str | None = UNKNOWN) -> int:
         """Replace the seed's table with the CSV's rows, all or nothing.
@@ -303,6 +316,32 @@ class Adapter(ABC):
 
         Raises:
             ModelError: Column mismatch or a value that cannot be cast; nothing changed.
+        """
+
+    # -- incremental models -----------------------------------------------------------------
+
+    @abstractmethod
+    def query_schema(self, select_sql: str) -> Schema:
+        """Columns (lower case, in order) and the engine's type names of a query in the
+        project dialect, from its plan: the query is not run."""
+
+    @abstractmethod
+    def relation_digests(self, relations: Sequence[str]) -> dict[str, str]:
+        """A digest of each relation's rows, in one query: the same rows (in any order) give
+        the same digest on this engine, other rows almost surely another one.
+
+        Incremental models compare their lookup parents' digests between builds.
+        """
+
+    @abstractmethod
+    def high_water_mark(self, relation: str, column: str) -> str | None:
+        """``max(column)`` of a relation as a typed literal of the project dialect, such as
+        ``CAST('2026-09-30 23:49:59.5' AS TIMESTAMP)`` (None when the column has no value).
+
+        Read back on the same engine it compares equal to the value it came from.
+
+        Raises:
+            ModelError: The column's type has no literal form here.
         """
 
     # -- reads ------------------------------------------------------------------------------

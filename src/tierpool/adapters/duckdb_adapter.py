@@ -19,11 +19,14 @@ import duckdb
 from tierpool.adapters import csv_seed
 from tierpool.adapters.base import UNKNOWN, Adapter, FrameOutput, QueryResult, Schema, strip_sql
 from tierpool.adapters.duckdb_sql import (
+    OPEN_CLOSE,
     Connection,
     sql_literal,
     append_rows,
     connect,
+    high_water_mark,
     quote,
+    relation_digests,
     relation_kinds,
     replace_relation,
     transaction,
@@ -66,16 +69,15 @@ class DuckDBAdapter(Adapter):
             if settings.temp_directory:
                 Path(settings.temp_directory).mkdir(parents=True, exist_ok=True)
                 statements.append(f"SET temp_directory = {sql_literal(settings.temp_directory)}")
-            if settings.threads:
-                statements.append(f"SET threads = {int(settings.threads)}")
         for statement in statements:
             con.execute(statement)
         self.con = con
 
     def close(self) -> None:
-        for con in (self.con, self._scratch):
-            if con is not None:
-                con.close()
+        with OPEN_CLOSE:
+            for con in (self.con, self._scratch):
+                if con is not None:
+                    con.close()
         self.con = self._scratch = None
 
     def connection(self) -> Connection:
@@ -200,6 +202,18 @@ class DuckDBAdapter(Adapter):
             for output in outputs:
                 written[output.name] = write_output(con, output, known.get(output.name, UNKNOWN))
         return written
+
+    # -- incremental models -----------------------------------------------------------------
+
+    def query_schema(self, select_sql: str) -> Schema:
+        rows = self.connection().execute(f"DESCRIBE {strip_sql(select_sql)}").fetchall()
+        return {str(r[0]).lower(): str(r[1]) for r in rows}
+
+    def relation_digests(self, relations: Sequence[str]) -> dict[str, str]:
+        return relation_digests(self.connection(), relations)
+
+    def high_water_mark(self, relation: str, column: str) -> str | None:
+        return high_water_mark(self.connection(), relation, column)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierpool.adapters import Adapter, FrameOutput, adapter_for
+from tierpool.core import incremental as inc
 from tierpool.core.context import ModelContext
 from tierpool.core.nodes import Node, PythonModel
 from tierpool.core.project_model import display_path
@@ -27,6 +28,7 @@ from tierpool.errors import ModelError, TierpoolError
 
 if TYPE_CHECKING:
     from tierpool.core.config import Target
+    from tierpool.core.state import BuildState
 
 # Runs a node's data tests against its unpublished relations, given the names to read
 # them by (relation -> staged name; absent: its own name); raises to refuse publishing.
@@ -41,9 +43,15 @@ _module_ids = itertools.count()
 class Session:
     """The build's read-write adapter, which can be released and reopened."""
 
-    def __init__(self, target: Target, root: Path, adapter: Adapter | None = None) -> None:
+    def __init__(
+        self, target: Target, root: Path, adapter: Adapter | None = None, full_refresh: bool = False
+    ) -> None:
         self.root = Path(root)
         self.adapter = adapter or adapter_for(target, self.root)
+        # --full-refresh: incremental models rebuild from scratch.
+        self.full_refresh = full_refresh
+        # The run's build state (target/state.json), set by the runner; None in library use.
+        self.state: BuildState | None = None
         # Relation kinds, read once: this build is the only writer (it holds the lock).
         self.kinds: dict[str, str] | None = None
         # Rows written per output by the last Python model (build state fingerprints).
@@ -104,12 +112,13 @@ def build_node(
     if node.kind == "python":
         return build_python(session, node, **ctx_args, audit=audit)
     with session.publishing(audit):
-        rows = _write_node(session, node)
-    return rows, ""
+        return _write_node(session, node)
 
 
-def _write_node(session: Session, node: Node) -> int | None:
+def _write_node(session: Session, node: Node) -> tuple[int | None, str]:
+    """Write a seed, source or SQL model; returns (rows, message)."""
     adapter, existing = session.open(), session.kind(node.name)
+    message = ""
     if node.kind == "seed":
         rows: int | None = adapter.load_seed(node, existing)
     elif node.kind == "source":
@@ -117,6 +126,8 @@ def _write_node(session: Session, node: Node) -> int | None:
         rows = None
     elif node.kind == "sql" and node.materialized == "append":
         rows = adapter.append(node.name, node.sql, node.unique_key, existing)
+    elif node.kind == "sql" and node.materialized == "incremental":
+        rows, message = _write_incremental(session, node, adapter, existing)
     elif node.kind == "sql" and node.materialized == "table":
         rows = adapter.build_table(node.name, node.sql, existing)
     elif node.kind == "sql":
@@ -125,7 +136,66 @@ def _write_node(session: Session, node: Node) -> int | None:
     else:
         raise ModelError(f"cannot build node {node.name} of kind {node.kind}")
     session.created(node.name, "view" if rows is None else "table")
-    return rows
+    return rows, message
+
+
+def _write_incremental(
+    session: Session, node: Node, adapter: Adapter, existing: str | None
+) -> tuple[int, str]:
+    """Merge only the event parents' rows at or after the target's high-water mark, or
+    rebuild the whole table and say why (see :mod:`tierpool.core.incremental`)."""
+    column = str(node.config.get("event_time") or "")
+    sql = getattr(node, "sql", "")
+    shown = display_path(session.root, resolve(session.root, node.path))
+    model_schema = adapter.query_schema(sql)  # from the plan: nothing runs
+    missing = [c for c in (column, *node.unique_key) if c.lower() not in model_schema]
+    if missing:
+        raise ModelError(
+            f"{shown}: incremental model {node.name} selects no column {', '.join(missing)} "
+            f"(its event_time and unique_key; it selects {', '.join(model_schema)})"
+        )
+    parents = sorted({rel for rel in node.depends_on if rel != node.name})
+    schemas = {rel: adapter.query_schema(f"SELECT * FROM {inc.quote(rel)}") for rel in parents}
+    events = inc.event_parents(parents, schemas, column)
+    if not events:
+        raise ModelError(
+            f"{shown}: incremental model {node.name}: none of its parents ({', '.join(parents)}) "
+            f"has the event_time column '{column}': the new rows are read from the parents "
+            "that have it"
+        )
+    lookups = [rel for rel in parents if rel not in events]
+    contents = adapter.relation_digests(lookups)
+    state = session.state
+    code = state.incremental_code(node, events) if state is not None else \
+        {node.name: inc.digest(sql, list(node.unique_key), column)}
+    basis = inc.Basis(code, {rel: inc.digest(list(schemas[rel].items()), contents[rel]) for rel in lookups})
+    reason: str | None
+    if existing != "table":
+        reason = "no table yet" if existing is None else f"replaces a {existing}"
+    elif session.full_refresh:
+        reason = "--full-refresh"
+    else:
+        stored = state.incremental_basis(node.name) if state is not None else None
+        reason = inc.why_full(inc.Basis.from_dict(stored), basis)
+    since = None
+    if reason is None:
+        target = adapter.query_schema(f"SELECT * FROM {inc.quote(node.name)}")
+        since = adapter.high_water_mark(node.name, column)
+        if list(model_schema.items()) != list(target.items()):
+            reason = "columns changed"
+        elif since is None:
+            reason = "the table is empty"
+    if reason is None and since is not None:
+        filtered = inc.filter_reads(sql, events, inc.predicate(column, since))
+        rows = adapter.merge(node.name, inc.new_rows_sql(filtered, node.name, column, since, node.unique_key),
+                             node.unique_key, "table")
+        message = f"incremental: {rows:,} new rows"
+    else:
+        rows = adapter.build_table(node.name, sql, existing)
+        message = f"full rebuild: {reason}"
+    if state is not None:
+        state.note_incremental(node.name, basis.as_dict())
+    return rows, message
 
 
 def _import_model(path: Path) -> Any:

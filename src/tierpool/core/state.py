@@ -13,12 +13,17 @@ Every relation gets an input fingerprint (as sqlmesh fingerprints its snapshots)
   fingerprint is derived from its previous one and the rows written this run, so an
   ``append`` output that received no row keeps it and its downstream stays unchanged.
 
-A ``table`` node (or an ``append`` SQL node with a unique_key, whose rerun is
-idempotent) whose fingerprint equals the one stored after its last successful build,
+A ``table`` node (or an ``append`` or ``incremental`` SQL node with a unique_key, whose
+rerun is idempotent) whose fingerprint equals the one stored after its last successful build,
 and whose relation still exists with the same kind, is not rebuilt. A data test whose
 SQL and the fingerprints of everything it reads are unchanged since it last *passed* is
 not rerun. Failures never record state and forget what was stored. The state lives in
 ``target/state.json``, one entry per database path; ``--full-refresh`` ignores it.
+
+An incremental model's entry also keeps its *basis* (:class:`tierpool.core.incremental.Basis`):
+the digests of its lookup parents' contents and of the SQL its rows were computed with at
+its last successful build. An incremental model is never skipped while an event parent has
+new rows: their fingerprint (files, SQL, parents) changed, so the model's did too.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ UNCHANGED = "unchanged"  # message of a data test that was not rerun
 # Files up to this size are fingerprinted by content too (mtime granularity can hide edits).
 CONTENT_HASH_MAX_BYTES = 4 * 2**20
 
+_DOC_KEYS = frozenset({"meta", "tags", "docs", "description"})  # config keys that change nothing
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 # Functions whose result changes between runs with the same inputs; matched outside string
@@ -140,6 +146,8 @@ class BuildState:
         self.relations: dict[str, dict[str, Any]] = {}
         self.tests: dict[str, str] = {}
         self.current: dict[str, str | None] = {}  # fingerprints computed in this run
+        # Bases of incremental models written in this run, kept by record_node.
+        self._bases: dict[str, dict[str, Any]] = {}
         self._load()
 
     # -- storage --------------------------------------------------------------------------
@@ -233,9 +241,20 @@ class BuildState:
         return bool(stored) and stored.get("fingerprint") == fingerprint and existing_kind == "table"
 
     def record_node(self, node: Node, fingerprint: str | None) -> None:
-        """A seed, source or SQL model built successfully with this input fingerprint."""
+        """A seed, source or SQL model built successfully with this input fingerprint.
+
+        An incremental model keeps its basis: the one noted by this build
+        (:meth:`note_incremental`), else the stored one (it was not rebuilt).
+        """
         self.current[node.name] = fingerprint
-        if fingerprint is None:
+        basis = self._bases.pop(node.name, None)
+        if basis is None:
+            basis = (self.relations.get(node.name) or {}).get("incremental")
+        if basis is not None and node.materialized == "incremental":
+            # kept even without a fingerprint (volatile parents): it is what the rows hold
+            self.relations[node.name] = {"fingerprint": fingerprint, "node": node.name,
+                                         "incremental": basis}
+        elif fingerprint is None:
             self.relations.pop(node.name, None)
         else:
             self.relations[node.name] = {"fingerprint": fingerprint, "node": node.name}
@@ -244,7 +263,39 @@ class BuildState:
         """A node failed (or is about to change its relations): its next run must rebuild."""
         for rel in node.relations:
             self.relations.pop(rel, None)
+            self._bases.pop(rel, None)
             self.current[rel] = None
+
+    # -- incremental models -------------------------------------------------------------
+
+    def incremental_basis(self, name: str) -> dict[str, Any] | None:
+        """The basis stored with an incremental model's last successful build (None: none)."""
+        stored = self.relations.get(name)
+        return stored.get("incremental") if stored else None
+
+    def note_incremental(self, name: str, basis: dict[str, Any]) -> None:
+        """What an incremental model's new rows were computed with; stored by record_node
+        once the build succeeds (a failed build forgets it, and the next one is full)."""
+        self._bases[name] = basis
+
+    def incremental_code(self, node: Node, event_parents: list[str]) -> dict[str, str]:
+        """Digests of the SQL an incremental model's rows come from: its own (with its
+        config) and that of every SQL model and source its event parents are made from
+        (walking up through SQL models; seeds and Python models end the walk)."""
+        nodes, owner = self.project.nodes, self.project.relation_owner
+        config = {k: v for k, v in node.config.items() if k not in _DOC_KEYS}
+        code = {node.name: _digest("incremental", getattr(node, "sql", ""), node.materialized,
+                                   list(node.unique_key), config)}
+        stack = [owner.get(rel, rel) for rel in event_parents]
+        while stack:
+            name = stack.pop()
+            parent = nodes.get(name)
+            if name in code or parent is None or parent.kind not in ("sql", "source"):
+                continue
+            code[name] = _digest(parent.kind, getattr(parent, "sql", ""),
+                                 getattr(parent, "expression", ""), parent.materialized)
+            stack.extend(owner.get(rel, rel) for rel in parent.depends_on)
+        return code
 
     def previous_outputs(self, node: Node) -> dict[str, str | None]:
         """Stored fingerprints of a Python model's outputs (before it runs)."""
