@@ -7,8 +7,10 @@ catalogue (families, models, region classes, regions) and the facts (tier2_estim
 tier3_measurements) of ../shared/data/mlenergy_ecologits/tierpool_seeds read in place (copied into a
 scratch project under benchmarks/work/, never into the repository). Regions are GPU types, so a
 "region" here is a GPU. Each hierarchy candidate is one build (`tierpool build`, a subprocess, as a
-user runs it): the methodology's verbatim model and a learned global level above the families
-(`vars.fit.global_level`). Recorded per candidate: the fit's diagnostics and attempts, coverage per
+user runs it): the methodology's verbatim model, a learned global level above the families
+(`vars.fit.global_level`), and the global level plus the model × region interaction
+(`vars.fit.cell_interaction`). The rows carry no per-row request count (docs/fit.md, "Rows that are
+averages"), so they enter unweighted. Recorded per candidate: the fit's diagnostics and attempts, coverage per
 validation mode (coverage_report, overall), and the family biases (posterior_families, mu).
 """
 
@@ -37,10 +39,13 @@ SHARED = Path(os.environ.get("TIERPOOL_SHARED_DIR") or ROOT.parent / "shared") /
 WORK = ROOT / "benchmarks" / "work" / "real_mlenergy"
 CATALOGUE = ("families.csv", "models.csv", "region_classes.csv", "regions.csv")
 FACTS = ("tier2_estimates.csv", "tier3_measurements.csv")
-CANDIDATES = {"verbatim": {}, "global_level": {"global_level": True}}
+CANDIDATES = {"verbatim": {"global_level": False}, "global_level": {"global_level": True},
+              "interaction": {"global_level": True, "cell_interaction": True}}
+NEVER_MEASURED = ("llama-7b", "h100")  # a v1 model on the v2-only GPU: the pair no row measured
 
 
-def make_project(dest: Path, fit_vars: dict[str, Any], data: Path = SHARED) -> Path:
+def make_project(dest: Path, fit_vars: dict[str, Any], data: Path = SHARED,
+                 validation: dict[str, Any] | None = None) -> Path:
     """A buildable project: the demo's code and config with the real catalogue and facts as seeds."""
     from tierpool.calibration.synth import TEMPLATE_PATHS, default_template_dir
 
@@ -61,6 +66,8 @@ def make_project(dest: Path, fit_vars: dict[str, Any], data: Path = SHARED) -> P
     config_path = dest / "tierpool_project.yml"
     config = yaml.safe_load(config_path.read_text())
     config["vars"]["fit"] = {**config["vars"]["fit"], "as_of": "2026-12-02", **fit_vars}
+    if validation is not None:  # hold-out modes of coverage_report (vars.validation); default: the demo's
+        config["vars"]["validation"] = validation
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
 
@@ -91,6 +98,9 @@ def read_results(project: Path) -> dict[str, Any]:
                                           n_cells, n_obs, sampling_seconds from fit_runs order by finished_at"""),
             "coverage": records("""select mode, nominal, n, empirical_coverage, mean_width_log, status
                                    from coverage_report where grouping = 'overall' order by mode"""),
+            "never_measured": records(f"""select model_id, region_id, bias_mean, bias_sd, bias_q05, bias_q95,
+                                                 pred_q05, pred_q95, extrapolated from priors
+                                          where model_id = '{NEVER_MEASURED[0]}' and region_id = '{NEVER_MEASURED[1]}'"""),
             "families": records("""select f.family_id, f.mean as mu, f.sd, f.n_obs,
                                           (select count(distinct model_id) from posterior_models m
                                            where m.family_id = f.family_id and m.fit_id = f.fit_id) as models
@@ -101,11 +111,12 @@ def read_results(project: Path) -> dict[str, Any]:
 
 
 def run(settings: dict[str, Any], candidates: dict[str, dict[str, Any]] = CANDIDATES,
+        validation: dict[str, Any] | None = None,
         work: Path = WORK) -> dict[str, Any]:
     """Build every candidate with these fit settings (projects under ``work``); results per candidate."""
     out = {}
     for name, extra in candidates.items():
-        project = make_project(work / name, {**settings, **extra})
+        project = make_project(work / name, {**settings, **extra}, validation=validation)
         code, seconds = build(project, work / f"{name}.log")
         log = (work / f"{name}.log").read_text()
         out[name] = {"exit": code, "seconds": seconds, **(read_results(project) if code == 0 else {"log_tail": log[-3000:]})}
@@ -124,6 +135,10 @@ def _section(results: dict[str, Any], settings: dict[str, Any], elapsed: float) 
             lines.append(f"- fit {f['fit_id']} {f['indicator']}: {f['status']}, max r_hat {f['max_r_hat']:.4f}, "
                          f"min ess_bulk {f['min_ess_bulk']:.0f}, divergences {f['divergences']}, "
                          f"{f['n_cells']} cells / {f['n_obs']} residuals" + (f"; {f['reason']}" if f["reason"] else ""))
+        for n in r.get("never_measured", []):
+            lines.append(f"- never-measured pair {n['model_id']} on {n['region_id']} (extrapolated {n['extrapolated']}): "
+                         f"bias {n['bias_mean']:.2f} ± {n['bias_sd']:.2f}, 90% bias interval [{n['bias_q05']:.2f}, "
+                         f"{n['bias_q95']:.2f}], predictive [{n['pred_q05']:.2f}, {n['pred_q95']:.2f}]")
         for c in r.get("coverage", []):
             lines.append(f"- coverage ({c['mode']}): {c['empirical_coverage']:.3f} at nominal {c['nominal']} over "
                          f"{c['n']} held-out rows, mean width {c['mean_width_log']:.2f} (log), {c['status']}")

@@ -2,6 +2,8 @@
 -- residual = ln(tier-2 estimate) - ln(tier-3 measurement)   (> 0: tier 2 over-estimates).
 -- fit_quarter is the calendar quarter of the measurement (e.g. '2026Q3'): a fit named
 -- after a quarter uses the residuals measured up to the end of that quarter.
+-- weight: how many requests the tier-3 measurement averages (1 unless tier3_measurements
+-- says otherwise): the residual of a mean of w requests has variance sigma^2 / w.
 select
     t3.request_id,
     t3.indicator,
@@ -13,7 +15,8 @@ select
     t3.measured_at,
     cast(year(t3.measured_at) as varchar) || 'Q' || cast(quarter(t3.measured_at) as varchar)
         as fit_quarter,
-    ln(t2.estimate) - ln(t3.measurement) as residual
+    ln(t2.estimate) - ln(t3.measurement) as residual,
+    t3.weight
 from stg_tier3 as t3
 inner join stg_tier2 as t2
     on t2.request_id = t3.request_id and t2.indicator = t3.indicator

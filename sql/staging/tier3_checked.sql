@@ -8,7 +8,20 @@
 -- there are at least 3 of them and their measurements are all identical: a stuck meter,
 -- whose S = 0 would leave the model's sigma without a proper posterior
 -- (docs/data-contract.md). model_id and region_id are those of the valid tier-2 row.
-with duplicate_keys as (
+-- weight: how many requests the row averages (an optional column of tier3_measurements,
+-- default 1; NULL counts as 1). A given weight must be a positive finite number, else the
+-- row is rejected as 'invalid_weight'.
+with tier3_given as (
+    -- tier3_measurements plus its optional column `weight` (NULL where the input has none):
+    -- a NATURAL LEFT JOIN with an empty relation holding request_id and weight adds the
+    -- column when the input lacks it and changes nothing when it has it (every row kept once).
+    select *
+    from tier3_measurements
+    natural left join (
+        select cast(null as bigint) as request_id, cast(null as double) as weight limit 0
+    ) as optional_columns
+),
+duplicate_keys as (
     -- hash aggregate, not a window: about twice as fast on 10M rows
     select t.request_id, t.indicator
     from tier3_measurements as t
@@ -27,8 +40,10 @@ keyed as (
         t.indicator,
         t.measured_at,
         t.measurement,
+        t.weight is not null as weight_given,
+        try_cast(t.weight as double) as weight_value,
         d.request_id is not null as duplicated
-    from tier3_measurements as t
+    from tier3_given as t
     left join duplicate_keys as d
         on d.request_id = t.request_id and d.indicator = t.indicator
 ),
@@ -51,6 +66,7 @@ row_checked as (
         k.indicator,
         k.measured_at,
         k.measurement,
+        coalesce(k.weight_value, 1.0) as weight,
         v.model_id,
         v.region_id,
         case
@@ -60,6 +76,8 @@ row_checked as (
             when not isfinite(k.measurement) then 'non_finite_value'
             when k.measurement <= 0 then 'non_positive_value'
             when k.measurement < i.min_value or k.measurement > i.max_value then 'out_of_range'
+            when k.weight_given and not coalesce(isfinite(k.weight_value) and k.weight_value > 0, false)
+                then 'invalid_weight'
             when k.duplicated then 'duplicate_key'
             when v.request_id is null and x.request_id is null then 'no_tier2_match'
             when v.request_id is null then 'tier2_rejected'
@@ -85,6 +103,7 @@ select
     c.indicator,
     c.measured_at,
     c.measurement,
+    c.weight,
     c.model_id,
     c.region_id,
     case

@@ -27,7 +27,10 @@ def test_real_case_builds_and_finds_the_2023_under_estimate(tmp_path: Path) -> N
         pytest.skip(f"{bench.SHARED} not found: the real case lives in ../shared/data beside the repository")
     settings = {"tune": 500, "draws": 500, "chains": 2, "target_accept": 0.99,
                 "gate": {"max_r_hat": 1.05, "min_ess_bulk": 100, "max_divergences": 5}}
-    results = bench.run(settings, {"verbatim": {}}, work=tmp_path)["verbatim"]
+    # one small hold-out mode: coverage_report reports new models beside the random fold
+    validation = {"holdout_modes": ["models"], "folds": 3, "chains": 2, "tune": 300, "draws": 300}
+    results = bench.run(settings, {"verbatim": {"global_level": False}}, validation=validation,
+                        work=tmp_path)["verbatim"]
     assert results["exit"] == 0, results.get("log_tail")
     rows = results["rows"][0]
     assert rows["tier3_valid"] + rows["tier3_rejected"] == 564  # every measurement is staged or rejected
@@ -37,4 +40,4 @@ def test_real_case_builds_and_finds_the_2023_under_estimate(tmp_path: Path) -> N
     assert fams["llama-1"]["mu"] < -2.5 and fams["llama-1"]["models"] == 12
     assert -1.0 < fams["mistral"]["mu"] < 0.5  # within ~x1.3 on the 2024 vLLM stack
     assert results["fit_runs"][0]["status"] == "published"
-    assert results["coverage"]
+    assert {c["mode"] for c in results["coverage"]} >= {"random", "leave_models_out"}

@@ -78,7 +78,7 @@ def test_residual_cells_sum_of_squares_is_stable_at_large_offsets():
         x = offset + spread * rng.standard_normal(n)
         rows.append(pd.DataFrame({"indicator": "energy_wh", "model_id": f"m{cell}", "family_id": "f",
                                   "region_id": "g", "region_class_id": "c", "residual": x,
-                                  "measured_at": pd.Timestamp("2026-02-01")}))
+                                  "measured_at": pd.Timestamp("2026-02-01"), "weight": 1.0}))
     residuals = pd.concat(rows, ignore_index=True)
     con = duckdb.connect()
     w.load_frames(con, {"residuals": residuals})

@@ -45,6 +45,8 @@ CANDIDATES = {
     "two_level": lambda: default_spec(),
     "three_level": lambda: three_level_spec(),
     "global_level": lambda: default_spec(global_level=True),  # a learned mean above the families
+    # global level + the model × region interaction γ ~ Normal(0, σ_cell) (docs/fit.md, "The cell interaction")
+    "interaction": lambda: default_spec(global_level=True, cell_interaction=True),
 }
 
 
@@ -90,16 +92,20 @@ def load_inputs(reader: Adapter, indicators: list[str] | None = None) -> Compari
         base = f"""
             SELECT r.indicator, r.family_id,
                    r.family_id || '/' || coalesce(m.architecture, 'unknown') AS architecture_id,
-                   r.model_id, r.region_class_id, r.region_id, f.fold, r.residual
+                   r.model_id, r.region_class_id, r.region_id, f.fold, r.residual, r.weight
             FROM residuals AS r
             JOIN request_folds AS f ON f.request_id = r.request_id
             JOIN models AS m ON m.model_id = r.model_id
             WHERE r.indicator IN ({', '.join(_literal(i) for i in wanted)})"""
-        # var_pop·n is DuckDB's streaming, numerically stable S (as residual_cells_by_quarter)
-        fit_cells = reader.frame(
-            f"SELECT indicator, {', '.join(KEYS)}, count(*) AS n, avg(residual) AS mean, "
-            f"var_pop(residual) * count(*) AS S FROM ({base}) AS b WHERE fold = 'fit' GROUP BY ALL")
         all_rows = reader.frame(f"SELECT * FROM ({base}) AS b")
+        if (all_rows["weight"] == 1.0).all():
+            all_rows = all_rows.drop(columns="weight")  # single requests: unweighted cells, as before
+            # var_pop·n is DuckDB's streaming, numerically stable S (as residual_cells_by_quarter)
+            fit_cells = reader.frame(
+                f"SELECT indicator, {', '.join(KEYS)}, count(*) AS n, avg(residual) AS mean, "
+                f"var_pop(residual) * count(*) AS S FROM ({base}) AS b WHERE fold = 'fit' GROUP BY ALL")
+        else:  # rows that average several requests: weighted cells (n, w, mean, S), two-pass
+            fit_cells = cells_from_rows(all_rows[all_rows["fold"] == "fit"], ["indicator", *KEYS])
         test_rows = all_rows[all_rows["fold"] == "test"].reset_index(drop=True)
     finally:
         reader.close()

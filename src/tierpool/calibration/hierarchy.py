@@ -1,7 +1,7 @@
 """Which hierarchies the calibration warehouse can fit: its SQL reads fixed levels.
 
-``vars.fit.hierarchy`` may change every prior, add a learned global level and say how the residual
-sd is pooled, but the levels must stay DESIGN §5's (family → model, region class → region, with
+``vars.fit.hierarchy`` may change every prior, add a learned global level or the model × region
+interaction (``interaction:``) and say how the residual sd is pooled, but the levels must stay DESIGN §5's (family → model, region class → region, with
 their columns): the posterior_* tables and the prior SQL are written for them. Any other
 hierarchy is for a Python model of its own (``tierpool.fit.spec_from_config``, as in
 examples/eight_schools).

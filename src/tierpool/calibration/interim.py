@@ -21,7 +21,7 @@ from tierpool.calibration.lifecycle import cells_in_window
 COLUMNS = ["indicator", "model_id", "family_id", "region_id", "region_class_id", "bias_mean", "bias_sd",
            "bias_q05", "bias_q95", "dispersion", "pred_mean", "pred_sd", "pred_q05", "pred_q95",
            "n_new", "n_new_unused", "weights_ess", "fit_id"]
-_CELL = ["region_id", "n", "mean", "S"]
+_CELL = ["region_id", "n", "w", "mean", "S"]
 
 
 def _resolution(fit_runs: pd.DataFrame, fit_id: str, indicator: str) -> float:

@@ -25,24 +25,28 @@ CELL_KEYS = ["indicator", "model_id", "family_id", "region_id", "region_class_id
 
 
 def cells_in_window(quarterly: pd.DataFrame, window_end: date) -> pd.DataFrame:
-    """Merge per-quarter cells (n, mean, S) measured before ``window_end`` into one cell each.
+    """Merge per-quarter cells (n, w, mean, S) measured before ``window_end`` into one cell each.
 
-    Uses the pairwise (Chan et al.) combination, which is exact and stable:
-    ``S = Σ S_q + Σ n_q (mean_q − mean)²``.
+    Uses the pairwise (Chan et al.) combination, which is exact and stable, weighted by each
+    quarter's summed row weights ``w_q`` (= ``n_q`` for single requests; a frame without a ``w``
+    column is read as unweighted): ``mean = Σ w_q mean_q / Σ w_q``,
+    ``S = Σ S_q + Σ w_q (mean_q − mean)²``. ``n`` counts the rows, ``w`` sums their weights.
     """
     inside = quarterly[pd.to_datetime(quarterly["quarter_start"]) < pd.Timestamp(window_end)]
     if inside.empty:
-        return pd.DataFrame(columns=[*CELL_KEYS, "n", "mean", "S"])
-    frame = inside.assign(n=inside["n"].astype("float64"), weighted=inside["n"] * inside["mean"])
+        return pd.DataFrame(columns=[*CELL_KEYS, "n", "w", "mean", "S"])
+    n = inside["n"].astype("float64")
+    w = inside["w"].astype("float64") if "w" in inside.columns else n
+    frame = inside.assign(n=n, w=w, weighted=w * inside["mean"])
     grouped = frame.groupby(CELL_KEYS, sort=True, dropna=False)
-    totals = grouped[["n", "weighted", "S"]].sum().reset_index()
-    totals["mean"] = totals["weighted"] / totals["n"]
+    totals = grouped[["n", "w", "weighted", "S"]].sum().reset_index()
+    totals["mean"] = totals["weighted"] / totals["w"]
     merged = frame.merge(totals[[*CELL_KEYS, "mean"]], on=CELL_KEYS, suffixes=("", "_all"))
-    merged["between"] = merged["n"] * (merged["mean"] - merged["mean_all"]) ** 2
+    merged["between"] = merged["w"] * (merged["mean"] - merged["mean_all"]) ** 2
     between = merged.groupby(CELL_KEYS, sort=True, dropna=False)["between"].sum().to_numpy()
     totals["S"] = totals["S"].to_numpy() + between
     totals["n"] = totals["n"].round().astype("int64")
-    return totals[[*CELL_KEYS, "n", "mean", "S"]]
+    return totals[[*CELL_KEYS, "n", "w", "mean", "S"]]
 
 
 def code_fingerprint(extra_files: list[Path] = ()) -> str:
@@ -61,13 +65,16 @@ def data_fingerprint(cells: pd.DataFrame, settings: dict[str, Any], code: str) -
     """Hash of the cells inside the window, the sampler settings and the code.
 
     Floats are written with 10 significant digits: DuckDB's parallel sums may differ in the last
-    bits between runs, and such noise must not trigger a refit.
+    bits between runs, and such noise must not trigger a refit. A cell's summed row weight ``w``
+    is hashed only where it differs from its row count (so unweighted cells hash as before).
     """
     ordered = cells.sort_values(CELL_KEYS).reset_index(drop=True)
     digest = hashlib.sha256()
+    weighted = "w" in ordered.columns
     for row in ordered.itertuples(index=False):
         ids = "|".join(str(getattr(row, key)) for key in CELL_KEYS)
-        digest.update(f"{ids}|{int(row.n)}|{row.mean:.10g}|{row.S:.10g}\n".encode())
+        w = f"|w={row.w:.10g}" if weighted and f"{row.w:.10g}" != f"{int(row.n)}" else ""
+        digest.update(f"{ids}|{int(row.n)}{w}|{row.mean:.10g}|{row.S:.10g}\n".encode())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(code.encode())
     return digest.hexdigest()

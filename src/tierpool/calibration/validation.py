@@ -109,7 +109,8 @@ def holdout_scores(
         mine = rows[(rows["indicator"] == fit.indicator)
                     & (pd.to_datetime(rows["measured_at"]) < pd.Timestamp(fit.window_end))]
         ids = [c for c in spec.id_columns() if c in ROW_KEYS]
-        scored = mine[ids + ["fold", "residual"]].astype({c: str for c in ids})
+        weighted = "weight" in mine.columns and not (mine["weight"] == 1.0).all()  # rows that are averages
+        scored = mine[ids + ["fold", "residual"] + (["weight"] if weighted else [])].astype({c: str for c in ids})
         fit_cells = cells_from_rows(scored[scored["fold"] == "fit"].drop(columns="fold"), ids)
         every = scored.drop(columns="fold")
         for mode in settings.holdout_modes:

@@ -273,9 +273,9 @@ def report(fit_id: str | None, out: Path | None, project_dir: Path, target: str 
 @click.option("--fit-draws", type=int, default=None, help="Draws per chain.")
 @click.option("--fit-chains", type=int, default=None, help="Chains per fit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars while sampling.")
-@click.option("--hierarchy", "names", multiple=True, type=click.Choice(["two_level", "three_level", "global_level"]),
+@click.option("--hierarchy", "names", multiple=True, type=click.Choice(["two_level", "three_level", "global_level", "interaction"]),
               help="Hierarchy to compare (repeat; default: two_level and three_level).")
-@click.option("--holdout", "modes", multiple=True, type=click.Choice(["models", "regions", "families"]),
+@click.option("--holdout", "modes", multiple=True, type=click.Choice(["models", "regions", "families", "cells"]),
               help="Also leave whole models, regions or families out of the fit and score their rows "
                    "against the new-member prior (repeat; --folds fits each).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True, help="Folds per --holdout mode.")

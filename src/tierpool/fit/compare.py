@@ -34,6 +34,7 @@ from scipy.special import logsumexp
 
 from tierpool.errors import FitError
 from tierpool.fit.api import FitResult, fit_hierarchical
+from tierpool.fit.interaction import CellData, draws_of_tau, gamma_moments
 from tierpool.fit.sample import FitSettings
 from tierpool.fit.spec import FitSpec
 
@@ -59,23 +60,65 @@ class HierarchyScore:
     loo: Any  # arviz ELPDData (pointwise, with pareto_k)
 
 
-def cell_log_density(n: np.ndarray, mean: np.ndarray, S: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+def cell_log_density(n: np.ndarray, mean: np.ndarray, S: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
+                     w: np.ndarray | None = None, log_w: np.ndarray | None = None) -> np.ndarray:
     """Exact joint log density of a cell's rows under N(μ, σ), from (n, mean, S) alone.
 
+    With weighted rows (row i ~ N(μ, σ²/w_i); ``w`` = Σ w_i, ``mean`` and ``S`` weighted,
+    ``log_w`` = Σ ln w_i) it is ``−n ln σ − n/2 ln 2π + ½ Σ ln w_i − (S + w(mean − μ)²)/(2σ²)``.
     Broadcasts: e.g. stats of shape (C,) against draws (B, C) gives (B, C).
     """
     n = np.asarray(n, float)
-    return (-n * np.log(sigma) - 0.5 * n * math.log(2 * math.pi)
-            - (S + n * (mean - mu) ** 2) / (2.0 * sigma**2))
+    if w is None:
+        return (-n * np.log(sigma) - 0.5 * n * math.log(2 * math.pi)
+                - (S + n * (mean - mu) ** 2) / (2.0 * sigma**2))
+    out = -n * np.log(sigma) - 0.5 * n * math.log(2 * math.pi) - (S + w * (mean - mu) ** 2) / (2.0 * sigma**2)
+    return out if log_w is None else out + 0.5 * log_w
+
+
+def cell_log_density_gamma(n, mean, S, mu, sigma, w, log_w, g_mean, g_var) -> np.ndarray:
+    """:func:`cell_log_density` with the cell interaction γ ~ N(g_mean, g_var) integrated out: the
+    rows share γ, so only the mean's term changes, ``log N(mean | μ + g_mean, σ²/w + g_var)``
+    (``w``: None = n; ``log_w``: None = 0)."""
+    n = np.asarray(n, float)
+    w = n if w is None else w
+    v = sigma**2 / w + g_var
+    out = (-(n - 1.0) * np.log(sigma) - 0.5 * (n - 1.0) * math.log(2 * math.pi) - S / (2.0 * sigma**2)
+           - 0.5 * np.log(w) - 0.5 * np.log(2 * math.pi * v) - (mean - mu - g_mean) ** 2 / (2.0 * v))
+    return out if log_w is None else out + 0.5 * log_w
+
+
+WEIGHT = "weight"  # rows' column: how many requests a row averages (optional; 1 when absent)
 
 
 def cells_from_rows(rows: pd.DataFrame, keys: Sequence[str], value: str = "residual") -> pd.DataFrame:
-    """Reduce rows to cells: keys + n, mean, S (two-pass: deviations from the cell mean)."""
+    """Reduce rows to cells: keys + n, mean, S (two-pass: deviations from the cell mean).
+
+    Rows with a ``weight`` column other than 1 give weighted cells: ``w`` = Σ w_i, the weighted
+    mean, ``S`` = Σ w_i (y_i − mean)² and ``log_w`` = Σ ln w_i (what an exact row-level density
+    needs); unweighted rows give the columns n, mean, S only, as before.
+    """
+    if WEIGHT in rows.columns and not (pd.to_numeric(rows[WEIGHT]) == 1.0).all():
+        return _weighted_cells(rows, keys, value)
     g = rows.groupby(list(keys), sort=True, observed=True)[value]
     out = g.agg(n="count", mean="mean").reset_index()
     dev = rows[value] - g.transform("mean")
     out["S"] = (dev**2).groupby([rows[k] for k in keys], sort=True, observed=True).sum().to_numpy()
     return out
+
+
+def _weighted_cells(rows: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
+    wt = pd.to_numeric(rows[WEIGHT]).astype(float)
+    frame = rows[list(keys)].assign(_w=wt, _wy=wt * rows[value], _lw=np.log(wt))
+    by = [frame[k] for k in keys]
+    g = frame.groupby(by, sort=True, observed=True)
+    out = g.agg(n=("_w", "size"), w=("_w", "sum"), _wy=("_wy", "sum"), log_w=("_lw", "sum"))
+    out["mean"] = out.pop("_wy") / out["w"]
+    mean_row = (frame["_wy"].groupby(by, sort=True, observed=True).transform("sum")
+                / frame["_w"].groupby(by, sort=True, observed=True).transform("sum"))
+    dev = rows[value] - mean_row
+    out["S"] = (wt * dev**2).groupby(by, sort=True, observed=True).sum().to_numpy()
+    return out.reset_index()[[*keys, "n", "w", "mean", "S", "log_w"]]
 
 
 class _Draws:
@@ -99,6 +142,16 @@ class _Draws:
             self.g_index = pd.Index([str(v) for v in post[reg].values])
         else:
             self.mu_g, self.g_index = np.zeros((self.B, 1)), None
+        self.tau = draws_of_tau(result.idata)  # σ_cell of a cell interaction, else None
+        self.cells = CellData(result.structure) if self.tau is not None else None
+
+    def gamma(self, m: np.ndarray, g: np.ndarray, mu: np.ndarray, prior: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, var)`` ``(B, J)`` of each pair's γ: given the fitted cells (``prior``: its prior
+        N(0, σ_cell²), e.g. for leave-one-out of a fitted cell, whose γ must not see its own rows)."""
+        if prior:
+            var = np.broadcast_to((self.tau**2)[:, None], mu.shape)
+            return np.zeros_like(mu), var
+        return gamma_moments(self.cells, m, g, mu, self.sd_m[:, m], self.tau)
 
     def locate(self, cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Indices of each cell's leaf and additive leaf in the draws (FitError if absent)."""
@@ -111,18 +164,27 @@ class _Draws:
             raise FitError("a cell's model or region has no posterior draws: pass it in the catalogue")
         return m, g
 
-    def log_density(self, cells: pd.DataFrame, spec: FitSpec) -> np.ndarray:
-        """(B, C) per-draw log density of each cell, computed in chunks of cells."""
+    def log_density(self, cells: pd.DataFrame, spec: FitSpec, gamma_prior: bool = False) -> np.ndarray:
+        """(B, C) per-draw log density of each cell, computed in chunks of cells (with a cell
+        interaction, γ integrated out given the fit, or under its prior if ``gamma_prior``)."""
         m, g = self.locate(cells)
         n = cells[spec.n_col].to_numpy(float)
         mean = cells[spec.mean_col].to_numpy(float)
         S = cells[spec.s_col].to_numpy(float)
+        w = cells[spec.w_col].to_numpy(float) if spec.w_col in cells.columns else None
+        log_w = cells["log_w"].to_numpy(float) if "log_w" in cells.columns else None
         out = np.empty((self.B, len(cells)))
         step = max(1, _CHUNK // self.B)
         for lo in range(0, len(cells), step):
             sl = slice(lo, lo + step)
             mu = self.mu_m[:, m[sl]] + self.mu_g[:, g[sl]]
-            out[:, sl] = cell_log_density(n[sl], mean[sl], S[sl], mu, self.sd_m[:, m[sl]])
+            w_sl, lw_sl = None if w is None else w[sl], None if log_w is None else log_w[sl]
+            if self.tau is None:
+                out[:, sl] = cell_log_density(n[sl], mean[sl], S[sl], mu, self.sd_m[:, m[sl]], w_sl, lw_sl)
+            else:
+                g_mean, g_var = self.gamma(m[sl], g[sl], mu, gamma_prior)
+                out[:, sl] = cell_log_density_gamma(n[sl], mean[sl], S[sl], mu, self.sd_m[:, m[sl]], w_sl, lw_sl,
+                                                    g_mean, g_var)
         return out
 
 
@@ -145,15 +207,21 @@ def _loo(ll: np.ndarray, posterior: Any) -> Any:
         return az.loo(idata, pointwise=True)
 
 
-def _intervals(d: _Draws, cells: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """q05, q95 of a new residual per cell: one simulated residual per posterior draw."""
+def _intervals(d: _Draws, cells: pd.DataFrame, seed: int, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """q05, q95 of a new residual per cell: one simulated residual per posterior draw (of a row
+    averaging ``weight`` requests, noise sd σ/√weight, where given)."""
     m, g = d.locate(cells)
     rng = np.random.default_rng([seed, 3571])
+    gamma_rng = np.random.default_rng([seed, 611953])
     q05, q95 = np.empty(len(cells)), np.empty(len(cells))
     step = max(1, _CHUNK // d.B)
     for lo in range(0, len(cells), step):
         sl = slice(lo, lo + step)
-        r = d.mu_m[:, m[sl]] + d.mu_g[:, g[sl]] + d.sd_m[:, m[sl]] * rng.standard_normal((d.B, len(m[sl])))
+        sd = d.sd_m[:, m[sl]] if weight is None else d.sd_m[:, m[sl]] / np.sqrt(weight[sl])
+        r = d.mu_m[:, m[sl]] + d.mu_g[:, g[sl]] + sd * rng.standard_normal((d.B, len(m[sl])))
+        if d.tau is not None:  # the pair's γ: its own stream, so the draws above are unchanged
+            g_mean, g_var = d.gamma(m[sl], g[sl], d.mu_m[:, m[sl]] + d.mu_g[:, g[sl]])
+            r += g_mean + np.sqrt(g_var) * gamma_rng.standard_normal(g_mean.shape)
         q = np.quantile(r, [0.05, 0.95], axis=0)
         q05[sl], q95[sl] = q[0], q[1]
     return q05, q95
@@ -161,6 +229,8 @@ def _intervals(d: _Draws, cells: pd.DataFrame, seed: int) -> tuple[np.ndarray, n
 
 def _coverage(d: _Draws, test_cells: pd.DataFrame, test_rows: pd.DataFrame | None, keys: list[str],
               value: str, seed: int, spec: FitSpec) -> tuple[float, float, str]:
+    if test_rows is not None and WEIGHT in test_rows.columns and not (pd.to_numeric(test_rows[WEIGHT]) == 1.0).all():
+        return _weighted_coverage(d, test_rows, keys, value, seed)
     q05, q95 = _intervals(d, test_cells, seed)
     n = test_cells[spec.n_col].to_numpy(float)
     width = float(np.sum(n * (q95 - q05)) / n.sum())  # per row: each row carries its cell's interval
@@ -177,6 +247,20 @@ def _coverage(d: _Draws, test_cells: pd.DataFrame, test_rows: pd.DataFrame | Non
     sd = np.sqrt(np.maximum(test_cells[spec.s_col].to_numpy(float) / n, 1e-300))
     share = norm.cdf((q95 - mean) / sd) - norm.cdf((q05 - mean) / sd)
     return float(np.sum(n * share) / n.sum()), width, "cell_normal_approx"
+
+
+def _weighted_coverage(d: _Draws, test_rows: pd.DataFrame, keys: list[str], value: str,
+                       seed: int) -> tuple[float, float, str]:
+    """Coverage and mean width per row when rows average several requests: each row gets the 90%
+    interval of a row of its own weight (one interval per cell and weight)."""
+    rows = test_rows[keys + [value, WEIGHT]].astype({k: str for k in keys})
+    rows[WEIGHT] = pd.to_numeric(rows[WEIGHT]).astype(float)
+    combos = rows[keys + [WEIGHT]].drop_duplicates().sort_values(keys + [WEIGHT]).reset_index(drop=True)
+    q05, q95 = _intervals(d, combos, seed, combos[WEIGHT].to_numpy(float))
+    rows = rows.merge(combos.assign(_q05=q05, _q95=q95), on=keys + [WEIGHT], how="left")
+    r = rows[value].to_numpy(float)
+    inside = (r >= rows["_q05"].to_numpy()) & (r <= rows["_q95"].to_numpy())
+    return float(inside.mean()), float((rows["_q95"] - rows["_q05"]).mean()), "rows"
 
 
 def score_hierarchy(
@@ -203,7 +287,7 @@ def score_hierarchy(
     d = _Draws(result)
     test_ll = d.log_density(test_cells, spec)
     point = logsumexp(test_ll, axis=0) - math.log(d.B)
-    loo = _loo(d.log_density(result.structure.cells, spec), result.idata.posterior)
+    loo = _loo(d.log_density(result.structure.cells, spec, gamma_prior=True), result.idata.posterior)
     k = np.asarray(loo.pareto_k)
     n_high = int((k > PARETO_K_HIGH).sum())
     cov, width, method = _coverage(d, test_cells, test_rows, keys, value, settings.seed, spec)

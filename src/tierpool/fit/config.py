@@ -14,6 +14,7 @@ allowed values. :data:`DEFAULT_HIERARCHY` is DESIGN §5 and builds exactly :func
         levels: [{name: region_class, column: region_class_id}, {name: region, column: region_id}]
       global: {location: normal(0, 1), scale: halfnormal(0.5)}   # optional learned global level
       residual_sd: {pooling: per_leaf}                          # or shared, or a level's name
+      interaction: {prior: halfnormal(0.5)}    # optional model × region term γ ~ Normal(0, σ_cell)
 """
 
 from __future__ import annotations
@@ -72,23 +73,29 @@ class ResidualConfig(_Strict):
     prior: str | None = None
 
 
+class InteractionConfig(_Strict):
+    prior: str = "halfnormal(0.5)"
+
+
 class HierarchyConfig(_Strict):
     likelihood: Likelihood = "cells_nms"
     levels: list[LevelConfig]
     additive: SideConfig | None = None
     global_: GlobalConfig | None = Field(default=None, alias="global")
     residual_sd: ResidualConfig = ResidualConfig()
+    interaction: InteractionConfig | None = None
     name: str = "tier_calibration"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 _ALLOWED = {
-    "root": "likelihood, levels, additive, global, residual_sd, name",
+    "root": "likelihood, levels, additive, global, residual_sd, interaction, name",
     "levels": "name, column, scale, location",
     "additive": "levels, sum_to_zero",
     "global": "location, scale",
     "residual_sd": "pooling, prior",
+    "interaction": "prior",
 }
 
 
@@ -160,8 +167,11 @@ def spec_from_config(mapping: Mapping[str, Any], where: str = "hierarchy") -> Fi
     if cfg.residual_sd.prior is not None:
         residual = ResidualSd(cfg.residual_sd.pooling,
                               parse_prior(cfg.residual_sd.prior, "scale", f"{where}.residual_sd.prior"))
+    interaction = None
+    if cfg.interaction is not None:
+        interaction = parse_prior(cfg.interaction.prior, "scale", f"{where}.interaction.prior")
     spec = FitSpec(main=main, additive=additive, global_level=global_level, likelihood=cfg.likelihood,
-                   residual_sd=residual, name=cfg.name)
+                   residual_sd=residual, name=cfg.name, cell_interaction=interaction)
     try:
         validate_spec(spec)
     except FitError as exc:

@@ -19,7 +19,7 @@ The kernel is checked against the PyTensor model (value and gradient) in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -68,25 +68,38 @@ class DensityArrays:
     add_start: int
     n_add: int
     add_counts: np.ndarray
-    Wc: np.ndarray  # (M, G) cell weight n (or 1/se²); 0 where a leaf has no cell in that column
+    Wc: np.ndarray  # (M, G) cell weight W (Σ row weights, = n rows; or 1/se²); 0 where a leaf has no cell there
     Yc: np.ndarray  # (M, G) weight · cell mean
     w_tot: np.ndarray  # row sums of Wc
     y_tot: np.ndarray  # row sums of Yc
     YYc: np.ndarray
     spread: np.ndarray  # Σ_{c<c'} w_c w_c' (ȳ_c − ȳ_c')² per leaf (= W·YYc − Y², cancellation-free)
-    n_sum: np.ndarray
+    n_sum: np.ndarray  # rows per leaf (the normaliser −n·ln s; differs from w_tot when rows are weighted)
     S_sum: np.ndarray
     nms: bool
     constrained: bool
     const: float
     tau2: float = 0.0  # resolution floor δ²/12 added to σ_m² in the cells' terms (0: none)
+    cell_sd: int = -1  # index of σ_cell in θ (the cell interaction), or -1: none
+    Mc: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, G) cell means (interaction only)
+    n_cells: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) cells per leaf (zeros without γ)
 
     def args(self) -> tuple:
-        """Positional arguments after ``u`` and before ``grad``."""
+        """Positional arguments of :func:`logp_grad` after ``u`` and before ``grad``."""
         return (self.prior_kind, self.u_lo, self.prior_arg, self.prior_arg2, self.theta_tail, self.kept_parent, self.kept_src,
                 self.kept_mask, self.leaf_parent, self.leaf_src, self.leaf_mask, self.leaf_scale_src,
                 self.add_start, self.n_add, self.add_counts, self.Wc, self.Yc, self.w_tot, self.y_tot, self.YYc,
                 self.spread, self.n_sum, self.S_sum, self.nms, self.constrained, self.const, self.tau2)
+
+    def kernel(self) -> tuple:
+        """``(function, args)``: :func:`logp_grad`, or with a cell interaction
+        ``fast_density_cells.logp_grad_cells`` (its own compiled kernel, so the additive one is
+        unchanged); call ``function(u, *args, grad)``."""
+        if self.cell_sd < 0:
+            return logp_grad, self.args()
+        from tierpool.fit.fast_density_cells import logp_grad_cells
+
+        return logp_grad_cells, (*self.args(), self.cell_sd, self.Mc, self.n_cells)
 
 
 def density_arrays(st: Structure) -> DensityArrays:
@@ -121,6 +134,8 @@ def density_arrays(st: Structure) -> DensityArrays:
         y_tot=f64(c["Yc"].sum(1)), YYc=f64(c["YYc"]), spread=f64(spread),
         n_sum=f64(c["n_sum"]), S_sum=f64(c["S_sum"]),
         nms=spec.likelihood == "cells_nms", constrained=_constrained(st), const=float(st.const), tau2=float(tau2),
+        cell_sd=int(st.cell_sd_src), Mc=f64(c["Mc"] if "Mc" in c else np.zeros_like(c["Wc"])),
+        n_cells=f64(c["n_cells"] if "n_cells" in c else np.zeros(st.n_leaf)),
     )
 
 

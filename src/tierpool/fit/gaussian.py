@@ -2,10 +2,14 @@
 
 Given θ, all locations ``x`` are jointly Gaussian a priori (precision ``P``) and the cell
 likelihood is Gaussian in ``x`` (``L = Σ w a aᵀ``, ``h = Σ w·mean·a``, ``a`` = indicator of the
-cell's model and region, ``w = n/σ_m²`` or ``1/se²``; with a resolution floor δ every σ_m in the
-cells' terms is ``√(σ_m² + δ²/12)``). Hence
+cell's model and region, ``w = W/σ_m²`` or ``1/se²``; with a resolution floor δ every σ_m in the
+cells' terms is ``√(σ_m² + δ²/12)``). ``W`` is the sum of the cell's row weights (rows that are
+averages of w_i requests have variance σ²/w_i; ``W = n`` for single requests), ``n`` its number
+of rows, ``mean`` and ``S`` the weighted mean and sum of squares. Hence
 
     log p(cells | θ) = ½log|P| − ½log|P+L| + ½ hᵀ(P+L)⁻¹h − ½Σ w·mean² [− Σ n lnσ − Σ S/(2σ²)] + c
+
+(precision from W, the normaliser from n; the constant ½ Σ ln w_i of weighted rows is left out).
 
 The model (leaf) block of ``P+L`` is diagonal (``d_m = 1/σ_parent² + Σ_g w_mg``), so it is
 eliminated by a Schur complement, leaving a dense system over the kept nodes (families, classes,
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from tierpool.fit.interaction import interaction_terms
 from tierpool.fit.structure import Structure
 
 
@@ -56,6 +61,8 @@ def constant_arrays(st: Structure) -> dict[str, np.ndarray]:
     out.update({k: np.asarray(v, dtype=float) for k, v in st.data.items()})
     if st.spec.likelihood == "cells_nms" and st.spec.resolution > 0:
         out["tau2"] = np.asarray(st.spec.resolution_var)  # δ²/12 added to σ² in the cells' likelihood
+    if st.cell_sd_src >= 0:
+        out["cell_sd_src"] = np.asarray(st.cell_sd_src, dtype=np.int64)  # σ_cell's index in θ
     return out
 
 
@@ -100,10 +107,13 @@ def assemble(theta: Any, c: dict[str, Any], likelihood: str, constrained: bool, 
         if "tau2" in c:  # resolution floor: the observed residual's sd is √(σ² + δ²/12)
             s_own = (s_own**2 + c["tau2"]) ** 0.5
         r = 1.0 / s_own**2
-        data_terms = -(c["n_sum"] * xp.log(s_own)).sum(-1) - 0.5 * (c["S_sum"] * r).sum(-1)
-        data_terms = data_terms - 0.5 * (c["YYc"] * r).sum(-1)
-        W = c["Wc"] * r[..., :, None]
-        HY = c["Yc"] * r[..., :, None]
+        if "cell_sd_src" in c:  # cell interaction: each cell mean ~ N(μ_m + μ_g, s²/W + σ_cell²)
+            data_terms, W, HY = interaction_terms(theta, c, s_own, r, xp)
+        else:
+            data_terms = -(c["n_sum"] * xp.log(s_own)).sum(-1) - 0.5 * (c["S_sum"] * r).sum(-1)
+            data_terms = data_terms - 0.5 * (c["YYc"] * r).sum(-1)
+            W = c["Wc"] * r[..., :, None]
+            HY = c["Yc"] * r[..., :, None]
     else:
         data_terms = -0.5 * c["YYc"].sum()
         W = c["Wc"] + 0.0 * q_leaf[..., :, None]  # broadcast to the batch shape
@@ -194,10 +204,13 @@ def draw_locations(
     xk = np.zeros((B, st.n_kept))
     xm = np.zeros((B, st.n_leaf))
     pool = np.zeros((B, st.n_leaf)) if return_pooling else None
+    draw = _draw_block
+    if st.cell_sd_src >= 0:  # cell interaction: per-cell weights (fit/interaction.py)
+        from tierpool.fit.interaction import draw_block as draw
     with _one_blas_thread():
         for lo in range(0, B, batch):
             hi = min(B, lo + batch)
-            xk[lo:hi], xm[lo:hi], pooling = _draw_block(theta[lo:hi], lay, rng)
+            xk[lo:hi], xm[lo:hi], pooling = draw(theta[lo:hi], lay, rng)
             if pool is not None:
                 pool[lo:hi] = pooling
     _shift_main_side(xk, xm, st)

@@ -2,8 +2,9 @@
 
 The random test fold splits requests, so every tested model was also fitted; the product for a new
 model (its family's prior), a new region (its class's) or a new family is never tested there. Here
-the groups of one level (``models``, ``regions`` or ``families``) are split into ``folds`` folds by
-a hash of their id; each fold is fitted without its groups' cells, which stay in the catalogue with
+the groups of one level (``models``, ``regions`` or ``families``; or ``cells``, the (model, region)
+pairs: a model and a region that are fitted, never measured together, the pair ``priors`` flags
+``extrapolated``) are split into ``folds`` folds by a hash of their id; each fold is fitted without its groups' cells, which stay in the catalogue with
 no data, so their posterior draws are exactly the new-member predictive the fit would publish
 (``source_level = 'family'``, ``'class'`` or ``'global'`` in ``priors``). Every row of the held-out
 groups (all request folds: none was fitted) is then scored:
@@ -31,6 +32,8 @@ from tierpool.fit.sample import FitSettings
 from tierpool.fit.spec import FitSpec
 
 MODES = ("models", "regions", "families")
+CELLS = "cells"  # hold out (model, region) pairs: the never-measured pair of fitted groups
+_CELL_KEY = "_cell"
 COLUMNS = ["hierarchy", "mode", "elpd", "elpd_se", "elpd_diff", "elpd_diff_se", "coverage_90", "mean_width",
            "n_rows", "n_cells", "n_groups", "folds", "max_r_hat", "divergences"]
 
@@ -43,7 +46,15 @@ def group_column(spec: FitSpec, mode: str) -> str:
         return spec.main.levels[0].column
     if mode == "regions" and spec.additive is not None:
         return spec.additive.leaf.column
-    raise FitError(f"hold-out mode {mode!r}: use one of {list(MODES)} (regions needs an additive side)")
+    if mode == CELLS and spec.additive is not None:
+        return _CELL_KEY
+    raise FitError(f"hold-out mode {mode!r}: use one of {[*MODES, CELLS]} (regions and cells need an additive side)")
+
+
+def _with_cell_key(frame: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
+    """``frame`` with the pair id ``model|region`` (the ``cells`` mode's groups)."""
+    key = frame[spec.main.leaf.column].astype(str) + "|" + frame[spec.additive.leaf.column].astype(str)
+    return frame.assign(**{_CELL_KEY: key})
 
 
 def fold_of(ids: pd.Series, folds: int) -> pd.Series:
@@ -66,6 +77,8 @@ def score_holdout(name: str, spec: FitSpec, fit_cells: pd.DataFrame, rows: pd.Da
         folds: How many folds the groups are split into (each is one fit).
     """
     column = group_column(spec, mode)
+    if column == _CELL_KEY:
+        fit_cells, rows = _with_cell_key(fit_cells, spec), _with_cell_key(rows, spec)
     ids = spec.id_columns()
     keys = [spec.main.leaf.column] + ([spec.additive.leaf.column] if spec.additive else [])
     catalogue = pd.concat([fit_cells[ids], rows[ids]], ignore_index=True).astype(str).drop_duplicates()
@@ -80,7 +93,7 @@ def score_holdout(name: str, spec: FitSpec, fit_cells: pd.DataFrame, rows: pd.Da
             continue
         result = fit_hierarchical(train, spec, settings, catalogue=catalogue)
         draws = _Draws(result)
-        cells = cells_from_rows(test, ids, value)
+        cells = cells_from_rows(test.drop(columns=[_CELL_KEY], errors="ignore"), ids, value)
         ll = draws.log_density(cells, spec)
         pointwise.append(logsumexp(ll, axis=0) - math.log(draws.B))
         coverage, width, _ = _coverage(draws, cells, test, keys, value, settings.seed, spec)

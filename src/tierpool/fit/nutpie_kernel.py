@@ -27,12 +27,15 @@ def nutpie_model(st: Structure):
 
     a = density_arrays(st)
     n_dim = len(a.prior_kind)
+    kernel, args = a.kernel()  # the additive kernel, or the cell interaction's (fast_density_cells.py)
     (prior_kind, u_lo, prior_arg, prior_arg2, theta_tail, kept_parent, kept_src, kept_mask, leaf_parent, leaf_src,
      leaf_mask, leaf_scale_src, add_start, n_add, add_counts, Wc, Yc, w_tot, y_tot, YYc,
      spread, n_sum, S_sum, nms, constrained, const, tau2) = a.args()
+    cell_sd, Mc, n_cells = a.cell_sd, a.Mc, a.n_cells
+    with_cells = kernel is not logp_grad
     f64p = numba.types.CPointer(numba.types.double)
 
-    def logp_c(dim, x_, out_, logp_, _user_data):
+    def logp_additive(dim, x_, out_, logp_, _user_data):
         if dim != n_dim:
             return -1
         x = numba.carray(x_, (n_dim,))
@@ -48,6 +51,25 @@ def nutpie_model(st: Structure):
             if not np.isfinite(out[j]):
                 return 3
         return 0
+
+    def logp_cells(dim, x_, out_, logp_, _user_data):  # the same, with the cell interaction's kernel
+        if dim != n_dim:
+            return -1
+        x = numba.carray(x_, (n_dim,))
+        out = numba.carray(out_, (n_dim,))
+        value = kernel(x, prior_kind, u_lo, prior_arg, prior_arg2, theta_tail, kept_parent, kept_src, kept_mask,
+                       leaf_parent, leaf_src, leaf_mask, leaf_scale_src, add_start, n_add,
+                       add_counts, Wc, Yc, w_tot, y_tot, YYc, spread, n_sum, S_sum,
+                       nms, constrained, const, tau2, cell_sd, Mc, n_cells, out)
+        numba.carray(logp_, (1,))[0] = value
+        if not np.isfinite(value):
+            return 4
+        for j in range(n_dim):
+            if not np.isfinite(out[j]):
+                return 3
+        return 0
+
+    logp_c = logp_cells if with_cells else logp_additive
 
     def expand_c(dim, n_expanded, x_, out_, _user_data):
         if dim != n_dim or n_expanded != n_dim:
@@ -90,14 +112,16 @@ _READY: dict[str, bool] = {}
 
 
 def ensure_compiled(st: Structure) -> bool:
-    """Make the kernel callable in this process; True if nothing had to be compiled."""
-    if _READY.get("logp_grad"):
-        return True
+    """Make the structure's kernel callable in this process; True if nothing had to be compiled."""
     arrays = density_arrays(st)
+    kernel, args = arrays.kernel()
+    name = kernel.__name__
+    if _READY.get(name):
+        return True
     n = len(arrays.prior_kind)
-    logp_grad(np.zeros(n), *arrays.args(), np.empty(n))
-    _READY["logp_grad"] = True
-    return sum(logp_grad.stats.cache_hits.values()) > 0
+    kernel(np.zeros(n), *args, np.empty(n))
+    _READY[name] = True
+    return sum(kernel.stats.cache_hits.values()) > 0
 
 
 def forget_compiled() -> None:

@@ -21,7 +21,7 @@ import xarray as xr
 from tierpool.fit.build import theta_from_posterior
 from tierpool.fit.diagnostics import DIAGNOSTICS, summarise
 from tierpool.fit.gaussian import draw_locations
-from tierpool.fit.predictive import row_quantiles
+from tierpool.fit.quantiles import row_quantiles
 from tierpool.fit.spec import FitSpec, Side
 from tierpool.fit.structure import Structure
 
@@ -132,6 +132,9 @@ def level_tables(
         frame.insert(len(ids.columns), "parameter", "sigma")
         frame["n_obs"] = n_obs[level.name] if level else float(sum(n_obs[spec.main.leaf.name]))
         tables["residual"] = frame
+    if "sigma_cell" in summ:  # the cell interaction's sd: level `cell`, parameter `sigma` (n_obs: measured cells)
+        frame = summ["sigma_cell"].assign(parameter="sigma", n_obs=float(len(st.cells)))
+        tables["cell"] = frame[["parameter", *_STAT_COLS, "n_obs"]]
     if spec.global_level is not None:
         rows = [("mu", "mu_global"), ("tau", "tau_global")]
         frames = [summ[v].assign(parameter=p) for p, v in rows if v in summ]

@@ -19,6 +19,12 @@ sides' variances ignores). ``priors`` publishes bias_mean, bias_sd and bias_q05/
 are computed from the draws the predictive rows use and consume no random numbers, so the
 predictive rows are unchanged; they are appended after all predictive rows.
 
+With a cell interaction (``FitSpec.cell_interaction``) every location also carries the pair's
+``γ_mr``: drawn from its exact conditional for a fitted pair that was measured (given the draw's
+locations, σ_m and σ_cell; ``interaction.gamma_moments``), from ``N(0, σ_cell²)`` for every pair
+never measured (a fitted model at a fitted region it never ran in, and every new-member kind). γ
+has its own random stream, so the other draws are those of the fit without it.
+
 Quantiles are of the true mixture because each draw simulates its own residual. With a
 ``cells_se`` likelihood there is no residual sd: the predictive is of the location. With
 ``student_t_families`` the new residual of a t-family model (fitted or new) is ``σ·t_ν`` (ν drawn
@@ -32,6 +38,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tierpool.fit.interaction import CellData, draws_of_tau, gamma_moments
+from tierpool.fit.quantiles import row_quantiles  # noqa: F401  (re-exported)
+from tierpool.fit.quantiles import stats_rows as _stats_rows
 from tierpool.fit.spec import PER_LEAF, FitSpec
 from tierpool.fit.structure import Structure, ancestor_index
 
@@ -44,44 +53,6 @@ def _draws(idata: Any, var: str) -> np.ndarray | None:
 
 
 _CHUNK = 1 << 21  # simulated residuals per block (16 MiB of float64): bounds memory
-
-
-def _stats_rows(rt: np.ndarray) -> dict[str, np.ndarray]:
-    """Stats of each row of ``rt (N, B)`` (one row per table row, draws contiguous); ``rt`` is
-    partitioned in place."""
-    out = {"mean": rt.mean(1), "sd": rt.std(1, ddof=1)}
-    q05, q95 = row_quantiles(rt, (0.05, 0.95))
-    return {**out, "q05": q05, "q95": q95}
-
-
-def row_quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """numpy's default (linear) quantiles of each row of ``x (N, B)``, bit for bit; ``x`` is
-    partitioned in place. ``qs`` ascending.
-
-    One single-kth partition per quantile, from the top down on the shrinking prefix, plus a min
-    for the upper neighbour: ~3× faster than ``np.quantile``'s one multi-kth partition.
-    """
-    B = x.shape[1]
-    vi = (B - 1) * np.asarray(qs, dtype=float)  # numpy's 'linear' virtual index
-    k = np.floor(vi).astype(int)
-    # fast path: each quantile's two neighbours lie strictly between the next one's (tiny B: numpy)
-    if B < 2 or k[-1] >= B - 1 or np.any(np.diff(k) < 2) or np.isnan(x).any():
-        return list(np.quantile(x, qs, axis=1))
-    out = [np.empty(0)] * len(qs)
-    upper = B
-    for i in range(len(qs) - 1, -1, -1):
-        seg = x[:, :upper]
-        seg.partition(k[i], axis=1)
-        below, above = seg[:, k[i]].copy(), seg[:, k[i] + 1:].min(1)
-        out[i] = _lerp(below, above, float(vi[i] - k[i]))
-        upper = k[i]
-    return out
-
-
-def _lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """numpy's quantile interpolation (``numpy.lib._function_base_impl._lerp``) for a scalar t."""
-    diff = b - a
-    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
 def _residual_rows(base_t: np.ndarray, mu: np.ndarray, sd: np.ndarray | None, z: np.ndarray | None) -> np.ndarray:
@@ -150,6 +121,26 @@ class _Ctx:
             self.mu_c = _draws(idata, f"mu_{self.cls.name}")
             self.sd_c = _draws(idata, f"sigma_{self.cls.name}")
         self.idata = idata
+        self.tau = draws_of_tau(idata)  # σ_cell draws of a cell interaction, else None
+        if self.tau is not None:
+            self.cells = CellData(st)
+            self.gamma_rng = np.random.default_rng([seed, 611953])
+
+    def gamma_fitted(self, j0: int, j1: int, base: np.ndarray) -> np.ndarray | None:
+        """``(j1 − j0, G, B)`` γ draws of fitted models j0..j1 × fitted regions (None: no interaction)."""
+        if self.tau is None:
+            return None
+        n, G = j1 - j0, base.shape[1]
+        m, g = np.repeat(np.arange(j0, j1), G), np.tile(np.arange(G), n)
+        mean, var = gamma_moments(self.cells, m, g, self.mu_m[:, m] + base[:, g], self.sd_m[:, m], self.tau)
+        gam = mean + np.sqrt(var) * self.gamma_rng.standard_normal(mean.shape)
+        return np.ascontiguousarray(gam.reshape(self.B, n, G).transpose(1, 2, 0))
+
+    def gamma_new(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """``(items, columns, B)`` γ ~ N(0, σ_cell²) of pairs never measured (None: no interaction)."""
+        if self.tau is None:
+            return None
+        return self.tau * self.gamma_rng.standard_normal((*shape, self.B))
 
     def noise(self, sd: np.ndarray | None, shape: tuple[int, ...], nu: np.ndarray | None = None) -> np.ndarray | float:
         if sd is None:
@@ -206,6 +197,8 @@ def predictive_table(idata: Any, st: Structure, seed: int, nu: dict[str, np.ndar
         frames.append(_new_leaf_kinds(ctx, top[0], top[1], "new_family", None, None))
     pred, bias = zip(*(_split_bias(f) for f in frames))
     sides = [_new_family_sides(ctx, top[0][:, 0], top[1][:, 0])] if top is not None else []
+    if ctx.tau is not None:  # σ_cell of the cell interaction, as a row of its own (kind cell_sigma)
+        sides.append(_summary_row("cell_sigma", ctx.tau))
     return pd.concat([*pred, *sides, *bias], ignore_index=True)
 
 
@@ -220,12 +213,14 @@ def _new_family_sides(ctx: _Ctx, mu_up: np.ndarray, sd_up: np.ndarray) -> pd.Dat
     if ctx.sd_m is not None:
         pooled = ctx.pooled_sd(None, rng)
         parts.append(("new_family_sigma", np.abs(sd_up * rng.standard_normal(ctx.B)) if pooled is None else pooled))
-    frames = []
-    for kind, x in parts:
-        q05, q95 = np.quantile(x, [0.05, 0.95])
-        frames.append(pd.DataFrame({"kind": [kind], "mean": [float(x.mean())], "sd": [float(x.std(ddof=1))],
-                                    "q05": [float(q05)], "q95": [float(q95)]}))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([_summary_row(kind, x) for kind, x in parts], ignore_index=True)
+
+
+def _summary_row(kind: str, x: np.ndarray) -> pd.DataFrame:
+    """One row without ids: mean, sd, q05, q95 of the draws ``x``."""
+    q05, q95 = np.quantile(x, [0.05, 0.95])
+    return pd.DataFrame({"kind": [kind], "mean": [float(x.mean())], "sd": [float(x.std(ddof=1))],
+                         "q05": [float(q05)], "q95": [float(q95)]})
 
 
 def _region_cols(ctx: _Ctx) -> dict[str, np.ndarray]:
@@ -252,11 +247,13 @@ def _frame(kind: str, outer: dict[str, np.ndarray], inner: dict[str, np.ndarray]
     return frame
 
 
-def _simulate(ctx: _Ctx, mu: np.ndarray, base: np.ndarray, sd: np.ndarray | None, nu: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Stats of ``mu[:, j] + base[:, k] + noise(sd[:, j], ν[:, j])`` for items j (outer) × columns k.
+def _simulate(ctx: _Ctx, mu: np.ndarray, base: np.ndarray, sd: np.ndarray | None, nu: np.ndarray | None,
+              gamma: Callable[[int, int], np.ndarray | None] = lambda j0, j1: None) -> dict[str, np.ndarray]:
+    """Stats of ``mu[:, j] + base[:, k] (+ γ_jk) + noise(sd[:, j], ν[:, j])`` for items j (outer) × columns k.
 
-    ``mu, sd, nu``: ``(B, J)``; ``base``: ``(B, K)``. Gaussian noise is drawn as one ``(items, K, B)``
-    block per chunk of items (the layout the stats want); Student-t noise item by item (``noise``).
+    ``mu, sd, nu``: ``(B, J)``; ``base``: ``(B, K)``; ``gamma(j0, j1)``: the cell interaction's
+    ``(j1 − j0, K, B)`` draws, or None. Gaussian noise is drawn as one ``(items, K, B)`` block per
+    chunk of items (the layout the stats want); Student-t noise item by item (``noise``).
     """
     B, J = mu.shape
     Kb = base.shape[1]
@@ -267,12 +264,17 @@ def _simulate(ctx: _Ctx, mu: np.ndarray, base: np.ndarray, sd: np.ndarray | None
         j1 = min(J, j0 + step)
         mu_j = mu[:, j0:j1].T
         bias = _residual_rows(base_t, mu_j, None, None)
+        gam = gamma(j0, j1)
+        if gam is not None:
+            bias += gam
         if sd is not None and nu is not None:  # Student-t: the per-item stream (normal, χ², ...)
             rt = bias.copy()
             for j in range(j0, j1):
                 rt[j - j0] += ctx.noise(sd[:, j], (B, Kb), nu[:, j]).T
         elif sd is not None:
             rt = _residual_rows(base_t, mu_j, sd[:, j0:j1].T, ctx.rng.standard_normal((j1 - j0, Kb, B)))
+            if gam is not None:
+                rt += gam
         else:
             rt, bias = bias, None
         parts.append(_with_bias(rt.reshape(-1, B), None if bias is None else bias.reshape(-1, B)))
@@ -285,7 +287,7 @@ def _model_region(ctx: _Ctx) -> pd.DataFrame:
     if ctx.par is not None:
         outer[ctx.par.column] = st.ids[ctx.par.name][st.parents[ctx.leaf.name]]
     nu = None if ctx.nu is None else ctx.nu["leaf"]
-    stats = _simulate(ctx, ctx.mu_m, ctx.mu_g, ctx.sd_m, nu)
+    stats = _simulate(ctx, ctx.mu_m, ctx.mu_g, ctx.sd_m, nu, lambda j0, j1: ctx.gamma_fitted(j0, j1, ctx.mu_g))
     return _frame("model_region", outer, _region_cols(ctx), stats)
 
 
@@ -299,7 +301,7 @@ def _model_new_region(ctx: _Ctx) -> pd.DataFrame:
     st = ctx.st
     new_g = _new_regions(ctx)
     nu = None if ctx.nu is None else ctx.nu["leaf"]
-    stats = _simulate(ctx, ctx.mu_m, new_g, ctx.sd_m, nu)
+    stats = _simulate(ctx, ctx.mu_m, new_g, ctx.sd_m, nu, lambda j0, j1: ctx.gamma_new((j1 - j0, new_g.shape[1])))
     return _frame("model_new_region", {ctx.leaf.column: st.ids[ctx.leaf.name]}, {ctx.cls.column: st.ids[ctx.cls.name]}, stats)
 
 
@@ -345,6 +347,14 @@ def _new_leaf_kinds(ctx: _Ctx, mu_up, sd_up, prefix: str, up_ids, up_col) -> pd.
                 if C:
                     b2[p - p0] = (mu[:, None] + new_g).T
                     r2[p - p0] = b2[p - p0] + ctx.noise(sd, (B, C), nu).T
+        gam = ctx.gamma_new((n, G))  # the cell interaction: a new model's pairs were never measured
+        if gam is not None:
+            r1 += gam
+            b1 += gam
+            if C:
+                gam = ctx.gamma_new((n, C))
+                r2 += gam
+                b2 += gam
         reg_parts.append(_with_bias(r1.reshape(-1, B), None if b1 is None else b1.reshape(-1, B)))
         if C:
             new_parts.append(_with_bias(r2.reshape(-1, B), None if b2 is None else b2.reshape(-1, B)))

@@ -21,6 +21,10 @@ level whose location prior is ``normal(mu, scale)`` (its own σ).
 The main side carries the overall level; the optional additive side (region class → region) is
 added to the main leaf's mean. With ``sum_to_zero`` its leaf effects are conditioned on summing
 to zero (an exact linear constraint on the Gaussian prior), which identifies the split.
+
+With a ``cell_interaction`` prior every (main leaf, additive leaf) cell gets its own deviation
+``γ_mr ~ Normal(0, σ_cell)`` (``σ_cell`` ~ that prior) added to the mean: a measured pair's bias is
+``μ_model + μ_region + γ_mr``, a never-measured pair's carries ``σ_cell²`` more variance.
 """
 
 from __future__ import annotations
@@ -106,14 +110,24 @@ class FitSpec:
         main: The side carrying the level (family → model); its leaf holds the residual sd.
         additive: Optional side added to the main leaf's mean (region class → region).
         global_level: Optional learned global mean above the main side's top level.
-        likelihood: ``cells_nms`` (columns n, mean, S) or ``cells_se`` (columns mean, se).
+        likelihood: ``cells_nms`` (columns n, mean, S; optionally w) or ``cells_se`` (columns
+            mean, se).
         n_col / mean_col / s_col / se_col: column names of the sufficient statistics.
+        w_col: Optional column of ``cells_nms`` cells: the sum W of the rows' weights, when rows
+            are averages (a row of weight w_i is a residual of variance σ²/w_i; ``mean`` is then
+            the weighted mean and ``S`` = Σ w_i (y_i − mean)²). The cell's log-likelihood is
+            ``−n ln σ − [S + W (mean − μ)²]/(2σ²)`` (+ the constant ½ Σ ln w_i, left out): W is
+            the precision, n (the row count) the normaliser. Without the column W = n.
         student_t_families: Top-level (family) ids whose models get a Student-t likelihood over
             raw residual rows (``fit_hierarchical(rows=...)``) instead of the Gaussian cells; see
             ``student_t.py`` and docs/fit.md "Heavy tails". Empty: the exact Gaussian fit.
         nu_prior: ``(alpha, beta)`` of the Gamma prior on each t-family's ν (Juárez & Steel
             2010: Gamma(2, 0.1), mean 20, mode 10).
         row_col: Column of the rows frame holding the residual.
+        cell_interaction: Prior of σ_cell, the sd of a model × region interaction
+            ``γ_mr ~ Normal(0, σ_cell)`` (``cells_nms`` with an additive side; None: no
+            interaction, the methodology's additive model). γ is integrated out exactly: a cell
+            mean's variance becomes ``σ_m²/W + σ_cell²`` (docs/fit.md, "The cell interaction").
         resolution: Measurement resolution δ of a residual (``cells_nms`` only; same units as
             the residual, here the log scale). Each observed residual is the true one plus a
             rounding error uniform on ±δ/2, taken as Normal(0, δ²/12) (Sheppard), so the cell
@@ -127,6 +141,7 @@ class FitSpec:
     global_level: GlobalLevel | None = None
     likelihood: Likelihood = "cells_nms"
     n_col: str = "n"
+    w_col: str = "w"
     mean_col: str = "mean"
     s_col: str = "S"
     se_col: str = "se"
@@ -136,6 +151,7 @@ class FitSpec:
     row_col: str = "residual"
     resolution: float = 0.0
     residual_sd: ResidualSd = ResidualSd()
+    cell_interaction: Prior | None = None
 
     @property
     def resolution_var(self) -> float:
@@ -188,14 +204,19 @@ class FitSpec:
         return replace(self, global_level=global_level or GlobalLevel())
 
 
-def default_spec(global_level: bool = False) -> FitSpec:
-    """DESIGN §5: family → model (verbatim) plus sum-to-zero region class → region deviations."""
+CELL_INTERACTION_PRIOR = Prior("halfnormal", (0.5,))  # σ_cell's default prior (as the top levels' scales)
+
+
+def default_spec(global_level: bool = False, cell_interaction: bool = False) -> FitSpec:
+    """DESIGN §5: family → model (verbatim) plus sum-to-zero region class → region deviations;
+    optionally a learned global level and a model × region interaction (σ_cell ~ HalfNormal(0.5))."""
     spec = FitSpec(
         main=Side((Level("family", "family_id"), Level("model", "model_id"))),
         additive=Side(
             (Level("region_class", "region_class_id"), Level("region", "region_id")),
             sum_to_zero=True,
         ),
+        cell_interaction=CELL_INTERACTION_PRIOR if cell_interaction else None,
     )
     return spec.with_global_level() if global_level else spec
 
@@ -254,6 +275,8 @@ def validate_spec(spec: FitSpec) -> None:
         raise FitError("fit spec: resolution applies to the cells_nms likelihood (cells with a known se already carry their error)")
     if spec.main.sum_to_zero:
         raise FitError("fit spec: sum_to_zero belongs on the additive side; the main side carries the level")
+    if spec.cell_interaction is not None:
+        _validate_interaction(spec)
     if spec.additive and spec.additive.sum_to_zero:
         if spec.additive.levels[0].location.family == "flat":
             raise FitError("fit spec: a sum-to-zero additive side needs a proper (normal) top prior")
@@ -290,6 +313,20 @@ def _validate_residual_sd(spec: FitSpec) -> None:
         raise FitError("fit spec: residual_sd pooling applies to the cells_nms likelihood (cells_se carries its error)")
 
 
+def _validate_interaction(spec: FitSpec) -> None:
+    if spec.cell_interaction.entry.kind != "scale":
+        raise FitError(f"fit spec: cell_interaction prior {spec.cell_interaction} is not a scale prior")
+    if spec.cell_interaction.family == "halfflat":
+        raise FitError("fit spec: cell_interaction needs a proper scale prior (σ_cell of a never-measured cell is "
+                       "drawn from its posterior, which a flat prior leaves improper when few cells are measured)")
+    if spec.additive is None or spec.likelihood != "cells_nms":
+        raise FitError("fit spec: cell_interaction needs an additive side (the cells are leaf × additive leaf) and the "
+                       "cells_nms likelihood")
+    if spec.student_t_families:
+        raise FitError("fit spec: cell_interaction and student_t_families cannot be combined (the t rows' "
+                       "locations are sampled without the interaction)")
+
+
 def _validate_student_t(spec: FitSpec) -> None:
     if spec.residual_sd.pooling != PER_LEAF or spec.location_shift != 0.0:
         raise FitError("fit spec: student_t_families needs residual_sd pooling per_leaf and location means of 0")
@@ -317,12 +354,13 @@ def validate_cells(cells: pd.DataFrame, spec: FitSpec) -> pd.DataFrame:
         )
     if len(cells) == 0:
         raise FitError("cells frame is empty: nothing to fit")
-    out = cells[needed].copy()
+    weighted = spec.likelihood == "cells_nms" and spec.w_col in cells.columns
+    out = cells[needed + ([spec.w_col] if weighted else [])].copy()
     for col in spec.id_columns():
         if out[col].isna().any():
             raise FitError(f"cells column {col!r} has missing ids ({int(out[col].isna().sum())} rows)")
         out[col] = out[col].astype(str)
-    for col in spec.stat_columns():
+    for col in spec.stat_columns() + ([spec.w_col] if weighted else []):
         try:
             out[col] = pd.to_numeric(out[col]).astype(float)
         except (TypeError, ValueError) as exc:
@@ -346,6 +384,8 @@ def _check_stats(out: pd.DataFrame, spec: FitSpec) -> None:
             raise FitError(f"cells column {spec.n_col!r} must be positive (drop empty cells)")
         if (out[spec.s_col] < 0).any():
             raise FitError(f"cells column {spec.s_col!r} (sum of squared deviations) must be >= 0")
+        if spec.w_col in out.columns and (out[spec.w_col] <= 0).any():
+            raise FitError(f"cells column {spec.w_col!r} (sum of the rows' weights) must be positive")
         if spec.resolution == 0 and spec.residual_sd.pooling == PER_LEAF:  # a pooled σ sees other series
             _check_constant_series(out, spec)
     elif (out[spec.se_col] <= 0).any():
@@ -360,10 +400,11 @@ def _check_constant_series(out: pd.DataFrame, spec: FitSpec) -> None:
     rounding of S in SQL sums: a within-leaf sd below 1e-9 (relative to the cell means, if larger).
     """
     leaf = spec.main.leaf.column
-    frame = out.assign(_abs=out[spec.mean_col].abs())
+    weight = spec.w_col if spec.w_col in out.columns else spec.n_col  # S sums weighted squares
+    frame = out.assign(_abs=out[spec.mean_col].abs(), _w=out[weight])
     per = frame.groupby(leaf).agg(S=(spec.s_col, "sum"), n=(spec.n_col, "sum"), cells=(spec.n_col, "size"),
-                                  scale=("_abs", "max"))
-    tiny = per["S"] <= per["n"] * (1e-9 * np.maximum(per["scale"], 1.0)) ** 2
+                                  scale=("_abs", "max"), w=("_w", "sum"))
+    tiny = per["S"] <= per["w"] * (1e-9 * np.maximum(per["scale"], 1.0)) ** 2
     bad = per[tiny & (per["n"] > per["cells"])]
     if len(bad):
         shown = ", ".join(f"{gid} ({int(r.n)} rows in {int(r.cells)} cell(s))" for gid, r in bad.head(5).iterrows())

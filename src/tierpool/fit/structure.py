@@ -71,6 +71,7 @@ class Structure:
     cell_add: np.ndarray
     data: dict[str, np.ndarray] = field(default_factory=dict)
     const: float = 0.0
+    cell_sd_src: int = -1  # index of σ_cell in θ (spec.cell_interaction), or -1
 
     @property
     def n_z(self) -> int:
@@ -187,6 +188,8 @@ def _scale_layout(spec: FitSpec, ids: dict[str, np.ndarray]) -> tuple[list[Scale
             add("sd_location_global", None, 1, None, tmix(g.location))
         elif g.location.fixed_sd is not None:
             consts["global"] = g.location.fixed_sd
+    if spec.cell_interaction is not None:
+        add("sigma_cell", None, 1, None, spec.cell_interaction)
     if not consts:
         consts["_"] = 1.0  # θ always ends in a constant (the kernel's and the PyMC model's layout)
     return layout, {name: (offset + i, value) for i, (name, value) in enumerate(consts.items())}
@@ -230,6 +233,7 @@ def _node_layout(spec, ids, parents, layout, consts) -> Structure:
     n_leaf = len(ids[spec.main.leaf.name])
     n_add_leaf = len(ids[spec.additive.leaf.name]) if spec.additive else 0
     T = _constraint_basis(spec, offsets, n_kept, n_add_leaf)
+    cell_sd = named.get("sigma_cell", -1)
     return Structure(
         spec=spec, ids=ids, parents=parents, scale_layout=layout, n_theta=n_theta,
         theta_const=np.array([value for _, value in consts.values()], dtype=float),
@@ -241,6 +245,7 @@ def _node_layout(spec, ids, parents, layout, consts) -> Structure:
         leaf_scale_src=_leaf_scale_src(spec, ids, parents, sc, named),
         add_counts=np.asarray(counts, dtype=float), T=T,
         cells=pd.DataFrame(), cell_leaf=np.zeros(0, np.int64), cell_add=np.zeros(0, np.int64),
+        cell_sd_src=int(cell_sd),
     )
 
 
@@ -317,10 +322,13 @@ def _reduce_cells(st: Structure) -> None:
     M, G = st.n_leaf, max(st.n_add_leaf, 1)
     mean = cells[spec.mean_col].to_numpy(float) - spec.location_shift  # see draw_locations
     if spec.likelihood == "cells_nms":
-        w = cells[spec.n_col].to_numpy(float)
+        n = cells[spec.n_col].to_numpy(float)  # rows: the normaliser −n·ln σ
+        # the rows' summed weights: the precision W/σ² of the cell mean (W = n for single requests);
+        # the constant ½ Σ ln w_i of weighted rows is left out (it does not depend on θ)
+        w = cells[spec.w_col].to_numpy(float) if spec.w_col in cells.columns else n
         extra_s = np.bincount(st.cell_leaf, cells[spec.s_col].to_numpy(float), minlength=M)
-        n_sum = np.bincount(st.cell_leaf, w, minlength=M)
-        st.const = -0.5 * float(w.sum()) * math.log(2 * math.pi)
+        n_sum = np.bincount(st.cell_leaf, n, minlength=M)
+        st.const = -0.5 * float(n.sum()) * math.log(2 * math.pi)
     else:
         se = cells[spec.se_col].to_numpy(float)
         w = 1.0 / se**2
@@ -340,3 +348,10 @@ def _reduce_cells(st: Structure) -> None:
         "n_sum": n_sum,
         "S_sum": extra_s,
     }
+    if spec.cell_interaction is not None:
+        # γ_mr integrated out: a cell mean ~ N(μ_m + μ_r, s²/W + σ_cell²), its own weight; the cell's
+        # within term keeps −(n − 1)·ln s (n_cells per leaf) and −½ ln W is a constant (gaussian.py)
+        has = Wc > 0
+        st.data["Mc"] = np.divide(Yc, Wc, out=np.zeros_like(Yc), where=has)
+        st.data["n_cells"] = has.sum(1).astype(float)
+        st.const -= 0.5 * float(np.log(Wc[has]).sum())

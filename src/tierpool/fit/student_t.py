@@ -122,6 +122,7 @@ def prepare(st: Structure, rows: pd.DataFrame | None) -> TLayout:
     row_y = pd.to_numeric(part[spec.row_col]).to_numpy(float)
     if not np.isfinite(row_y).all():
         raise FitError(f"rows column {spec.row_col!r} has NaN/infinite values")
+    _refuse_weighted_rows(part, leaf.column)
     with_cells = set(np.unique(st.cell_leaf)) & set(t_leaf.tolist())
     no_rows = sorted(set(st.ids[leaf.name][list(with_cells)]) - set(st.ids[leaf.name][t_leaf[np.unique(row_t)]]))
     if no_rows:
@@ -129,6 +130,20 @@ def prepare(st: Structure, rows: pd.DataFrame | None) -> TLayout:
     _gaussian_data_only(st, t_leaf)
     o_idx, r_idx, Rz = _region_coordinates(st)
     return TLayout(families, t_leaf, leaf_family[t_leaf], row_t, row_add, row_y, o_idx, r_idx, Rz, leaf_family)
+
+
+def _refuse_weighted_rows(rows: pd.DataFrame, leaf_col: str, col: str = "weight") -> None:
+    """The t likelihood is per request: a row averaging w > 1 requests is no t variate (the mean of
+    t variates has no closed form), so rows with a weight other than 1 are refused, not approximated."""
+    if col not in rows.columns:
+        return
+    weight = pd.to_numeric(rows[col]).to_numpy(float)
+    bad = ~(weight == 1.0)
+    if bad.any():
+        models = sorted(set(rows.loc[bad, leaf_col].astype(str)))[:5]
+        raise FitError(f"student_t_families: {int(bad.sum())} row(s) average several requests (weight != 1), e.g. of "
+                       f"{models}: the Student-t likelihood takes single-request rows only; fit those families with "
+                       "the Gaussian likelihood (weighted rows are exact there) or load their unaveraged rows")
 
 
 def _gaussian_data_only(st: Structure, t_leaf: np.ndarray) -> None:

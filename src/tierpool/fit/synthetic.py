@@ -79,6 +79,8 @@ def draw_synthetic(
     if spec.likelihood == "cells_nms" and spec.residual_sd.pooling != PER_LEAF:
         _draw_residual_sd(spec, truth, rng)
     cells = _draw_cells(spec, truth, rows, rng, max_share, zero_share)
+    if spec.cell_interaction is not None:  # γ per drawn cell, on its own stream (the rest is unchanged)
+        cells = _add_interaction(spec, cells, truth, np.random.default_rng([seed, 7]))
     catalogue = _catalogue(spec, truth)
     return SyntheticData(cells, catalogue, truth, identified_truth(spec, truth), rows)
 
@@ -227,6 +229,17 @@ def _draw_cells(spec, truth, rows, rng, max_share, zero_share) -> pd.DataFrame:
     frame["mean"] = mean
     frame["S"] = S
     return frame
+
+
+def _add_interaction(spec: FitSpec, cells: pd.DataFrame, truth, rng: np.random.Generator) -> pd.DataFrame:
+    """σ_cell from its prior and γ ~ N(0, σ_cell) added to each cell's mean (truth: ``cell`` with
+    ``tau``, ``cell_gamma`` with the ids and γ of every drawn cell)."""
+    tau = float(spec.cell_interaction.draw(rng, 1)[0])
+    gamma = rng.normal(0.0, tau, len(cells))
+    truth["cell"] = pd.DataFrame({"tau": [tau]})
+    keys = [spec.main.leaf.column, spec.additive.leaf.column]
+    truth["cell_gamma"] = cells[keys].assign(gamma=gamma)
+    return cells.assign(mean=cells["mean"] + gamma)
 
 
 def _id_columns(spec, truth, m_idx, g_idx) -> pd.DataFrame:
