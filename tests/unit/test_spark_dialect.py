@@ -564,6 +564,16 @@ FIT_OUTPUTS = {  # deterministic stand-ins for hierarchical_fit's outputs, cover
         from residual_cells_by_quarter as c
         where c.quarter_start >= date '{WINDOW_END}' and hash(c.model_id) % 5 = 0
         group by c.indicator, c.model_id, c.region_id""",
+    # the hold-out modes of coverage_report (fractional n_effective: its rounding on both engines)
+    "holdout_scores": """
+        select l.indicator, l.fit_id, m.mode, m.source_level, 1000::bigint as n_rows,
+            m.n_effective, m.n_covered::bigint as n_covered, m.n_covered / 1000.0 as coverage_90,
+            2.5 as mean_width_log, -1234.5 as elpd, 45.6 as elpd_se, 40::bigint as n_cells,
+            12::bigint as n_groups, 5::bigint as folds, 1.004 as max_r_hat, 0::bigint as divergences,
+            'settings' as settings, timestamp '2026-10-02 00:00:00' as computed_at
+        from latest_fit as l
+        cross join (values ('leave_models_out', 'family', 6.4, 830), ('leave_regions_out', 'class', 11.5, 951),
+                           ('leave_families_out', 'global', 2.5, 700)) as m(mode, source_level, n_effective, n_covered)""",
 }
 
 
