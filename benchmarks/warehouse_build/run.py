@@ -37,6 +37,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import yaml
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
@@ -206,19 +208,22 @@ def fit_run_stats(project: Path) -> dict[str, Any]:
 
 
 def write_profile(project: Path, memory_limit: str | None, temp_directory: str | None,
-                  threads: int | None) -> Path:
+                  threads: int | None, settings: dict[str, Any] | None = None) -> Path:
     """Set the DuckDB settings of the project's dev output in profiles.yml; return the spill dir.
 
     ``memory_limit`` None removes the three keys (DuckDB's defaults: 80% of RAM, spilling to
-    ``<database>.tmp``); ``temp_directory`` and ``threads`` are written only with a limit.
+    ``<database>.tmp``); ``temp_directory`` is written only with a limit. ``threads`` is the
+    nodes built at once; ``settings`` more DuckDB settings (the output's ``settings:``).
     """
     import yaml
 
     path = project / "profiles.yml"
     profile = yaml.safe_load(path.read_text())
     dev = profile["tierpool"]["outputs"]["dev"]
-    for key in ("memory_limit", "temp_directory", "threads"):
+    for key in ("memory_limit", "temp_directory", "threads", "settings"):
         dev.pop(key, None)
+    if settings:
+        dev["settings"] = settings
     if memory_limit:
         dev["memory_limit"] = memory_limit
         if temp_directory:
@@ -268,12 +273,12 @@ def bench(rows: int, env: dict[str, str], fit_args: list[str], seed: int, args: 
     work = Path(args.work_dir).resolve()
     project, synth_s = synth_project(rows, env, seed, work, args.reuse_synth)
     shutil.rmtree(project / "target", ignore_errors=True)  # a cold build: no warehouse, no fit
-    temp_dir = write_profile(project, memory_limit, args.temp_directory, args.threads)
+    temp_dir = write_profile(project, memory_limit, args.temp_directory, args.threads, args.settings)
     size_mb = sum(p.stat().st_size for p in (project / "data").rglob("*.parquet")) / 2**20
     build_cmd = [sys.executable, "-m", "tierpool", "build", "--project-dir", str(project), "--no-progress", *fit_args]
     tag = f"{rows}_{memory_limit or 'default'}"
     profile = {"memory_limit": memory_limit, "threads": args.threads,
-               "temp_directory": args.temp_directory if memory_limit else None}
+               "temp_directory": args.temp_directory if memory_limit else None, "settings": args.settings}
     result: dict[str, Any] = {"rows": rows, "synth_s": synth_s, "parquet_mb": round(size_mb, 1), "profile": profile}
     label = f"[{rows:,} rows, memory_limit {memory_limit or 'default'}]"
     print(f"{label} building (cold) ...", flush=True)
@@ -312,6 +317,7 @@ def _profile_text(profile: dict[str, Any]) -> str:
         parts.append(f"temp_directory {profile['temp_directory']}")
     if profile.get("threads"):
         parts.append(f"threads {profile['threads']}")
+    parts += [f"{key} {value}" for key, value in (profile.get("settings") or {}).items()]
     return ", ".join(parts)
 
 
@@ -438,7 +444,9 @@ def main() -> None:
                         help="DuckDB memory_limit per variant, e.g. 'none 4GB' (none: DuckDB's default)")
     parser.add_argument("--temp-directory", default=None,
                         help="profile temp_directory (relative to the project) for limited variants")
-    parser.add_argument("--threads", type=int, default=None, help="profile threads (DuckDB worker threads)")
+    parser.add_argument("--threads", type=int, default=None, help="profile threads (nodes built at once)")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a DuckDB setting for the dev output's settings: (YAML value), repeatable")
     parser.add_argument("--work-dir", default=str(WORK), help="where the synth projects go")
     parser.add_argument("--reuse-synth", action="store_true",
                         help="reuse a synth project of the same rows and seed left by an earlier run")
@@ -448,6 +456,7 @@ def main() -> None:
                         help="write a '### TITLE' part of the section instead of replacing the section")
     parser.add_argument("--note", default="", help="extra text for the section (e.g. machine load)")
     args = parser.parse_args()
+    args.settings = {key: yaml.safe_load(value) for key, _, value in (s.partition("=") for s in args.setting)}
     fit_args = [f"--fit-{k}={v}" for k, v in (("tune", args.fit_tune), ("draws", args.fit_draws),
                                               ("chains", args.fit_chains)) if v is not None]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -120,3 +120,39 @@ def test_project_config_vars_must_be_mapping(tmp_path: Path) -> None:
     (tmp_path / "tierpool_project.yml").write_text("vars: [1, 2]\n")
     with pytest.raises(ConfigError, match="'vars' must be a mapping"):
         load_project_config(tmp_path)
+
+
+def _duckdb_profile(tmp_path: Path, settings: object) -> Path:
+    import yaml
+
+    (tmp_path / "profiles.yml").write_text(yaml.safe_dump({"tierpool": {"target": "dev", "outputs": {
+        "dev": {"type": "duckdb", "path": "w.duckdb", "settings": settings}}}}))
+    return tmp_path
+
+
+def test_duckdb_settings_reach_the_build_connection(tmp_path: Path) -> None:
+    from tierpool.adapters import adapter_for
+
+    root = _duckdb_profile(tmp_path, {"preserve_insertion_order": False, "threads": 1})
+    adapter = adapter_for(load_target(root, None), root)
+    try:
+        got = adapter.fetch("select current_setting('preserve_insertion_order'), "
+                            "current_setting('threads')").rows
+    finally:
+        adapter.close()
+    assert got == [(False, 1)]
+
+
+def test_duckdb_setting_refused_names_it_and_the_output(tmp_path: Path) -> None:
+    from tierpool.adapters import adapter_for
+
+    root = _duckdb_profile(tmp_path, {"preserve_insertion_orders": False})
+    adapter = adapter_for(load_target(root, None), root)
+    with pytest.raises(ConfigError, match=r"output 'dev': DuckDB setting preserve_insertion_orders"):
+        adapter.open()
+
+
+def test_duckdb_settings_must_be_scalars(tmp_path: Path) -> None:
+    root = _duckdb_profile(tmp_path, {"threads": [1, 2]})
+    with pytest.raises(ConfigError, match=r"profiles.yml: output 'dev' \(duckdb\): settings.threads"):
+        load_target(root, None)

@@ -274,7 +274,8 @@ def test_unknown_key_in_any_output_of_profiles(tmp_path: Path) -> None:
         f"  - {path}:7: unknown key 'memory_limt' in tierpool > outputs > big; "
         "did you mean 'memory_limit'?",
         f"  - {path}:8: 'extensions' (in tierpool > outputs > big) is a dbt key tierpool does "
-        "not support: DuckDB is configured by path, memory_limit, temp_directory and threads only",
+        "not support: DuckDB is configured by path, memory_limit, temp_directory, threads and "
+        "settings (DuckDB settings) only",
     ]
 
 

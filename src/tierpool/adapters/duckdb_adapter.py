@@ -32,7 +32,7 @@ from tierpool.adapters.duckdb_sql import (
     transaction,
     write_output,
 )
-from tierpool.errors import ModelError
+from tierpool.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,24 @@ class DuckDBAdapter(Adapter):
                 statements.append(f"SET temp_directory = {sql_literal(settings.temp_directory)}")
         for statement in statements:
             con.execute(statement)
+        if settings is not None and not self.read_only:
+            self._apply_settings(con, settings.settings)
         self.con = con
+
+    def _apply_settings(self, con: Connection, settings: dict[str, Any]) -> None:
+        """profiles.yml ``settings``: each becomes ``SET key = value`` on the build's connections."""
+        for key, value in settings.items():
+            literal = (str(value).lower() if isinstance(value, bool)
+                       else repr(value) if isinstance(value, (int, float)) else sql_literal(str(value)))
+            try:
+                con.execute(f"SET {key} = {literal}")
+            except Exception as exc:
+                with OPEN_CLOSE:
+                    con.close()
+                raise ConfigError(
+                    f"profiles.yml, output '{self.target.name}': DuckDB setting {key} = {value!r} "
+                    f"was refused: {str(exc).splitlines()[0]}. Fix or remove it under 'settings:'"
+                ) from exc
 
     def close(self) -> None:
         with OPEN_CLOSE:

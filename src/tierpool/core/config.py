@@ -62,6 +62,7 @@ class DuckDBSettings:
     memory_limit: str | None = None
     temp_directory: str | None = None
     threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # more DuckDB settings (SET key = value)
 
 
 _DUCKDB_STR_KEYS = ("memory_limit", "temp_directory")

@@ -15,7 +15,7 @@ from typing import Any
 from tierpool import constants as c
 from tierpool.core.strict_files import Yml, schema_messages
 
-DUCKDB_KEYS = frozenset({"type", "path", "threads", "memory_limit", "temp_directory"})
+DUCKDB_KEYS = frozenset({"type", "path", "threads", "memory_limit", "temp_directory", "settings"})
 SPARK_KEYS = frozenset({"type", "threads", "method", "master", "url", "schema", "warehouse_dir",
                         "metastore_dir", "app_name", "conf", "python_max_rows"})
 OUTPUT_KEYS = {"duckdb": DUCKDB_KEYS, "spark": SPARK_KEYS}
@@ -25,7 +25,8 @@ PROJECT_KEYS = frozenset({"name", "vars", "version", "profile", "config-version"
 _PATHS = "tierpool's folders are fixed: sql/, seeds/, python_models/, tests/data/ and target/"
 _TREE = "configure each relation under config: in the properties yml next to it"
 _HOOKS = "hooks are not run; put the SQL in a model"
-_DUCKDB = "DuckDB is configured by path, memory_limit, temp_directory and threads only"
+_DUCKDB = ("DuckDB is configured by path, memory_limit, temp_directory, threads and settings "
+           "(DuckDB settings) only")
 _SPARK = "reach a remote Spark with method: connect and url: sc://host:15002"
 
 PROJECT_UNSUPPORTED: dict[str, str] = {
@@ -46,7 +47,7 @@ PROJECT_UNSUPPORTED: dict[str, str] = {
 }
 PROFILE_UNSUPPORTED: dict[str, str] = {
     "config": "dbt's global config block is not read; use command-line options",
-    **{k: _DUCKDB for k in ("extensions", "settings", "attach", "plugins", "filesystems",
+    **{k: _DUCKDB for k in ("extensions", "attach", "plugins", "filesystems",
                             "external_root", "module_paths", "secrets", "database",
                             "use_credential_provider", "disable_transactions")},
     **{k: _SPARK for k in ("host", "port", "token", "cluster", "http_path", "user", "auth",

@@ -8,9 +8,10 @@ to report an error or to coerce an unusual value (e.g. ``threads: "4"``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      StringConstraints)
 
 from tierpool import constants as c
 
@@ -29,13 +30,17 @@ class DuckDBOutput(_Output):
     """``type: duckdb``: a local database file (the embedded default).
 
     ``memory_limit`` (e.g. ``4GB``) and ``temp_directory`` (where DuckDB spills when a query
-    exceeds it) become DuckDB settings of the build's connections.
+    exceeds it) become DuckDB settings of the build's connections; ``settings`` passes any
+    other DuckDB setting (as dbt-duckdb's ``settings``), e.g. ``preserve_insertion_order:
+    false`` for builds that must spill.
     """
 
     type: Literal["duckdb"] = "duckdb"
     path: str = c.DEFAULT_DB_PATH
     memory_limit: str | None = None
     temp_directory: str | None = None
+    settings: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+                   StrictBool | StrictInt | StrictFloat | StrictStr] = Field(default_factory=dict)
 
 
 class SparkOutput(_Output):
