@@ -175,3 +175,30 @@ def test_spark_temp_views_of_the_callers_session_do_not_shadow_the_warehouse(mak
     finally:
         callers.catalog.dropTempView("models")
         adapter.close()
+
+
+def test_tests_of_a_view_see_its_rows_through_a_snapshot(adapter, monkeypatch):
+    """Tests many of which read one view (Spark: from a snapshot of it) report what the view holds."""
+    from tierpool.core.execute_tests import run_data_tests
+    from tierpool.core.nodes import DataTest
+
+    adapter.build_table("facts", "select * from (values (1, 'a'), (2, null), (3, null), (4, 'd')) t(k, v)")
+    adapter.create_view("facts_view", "select k, v from facts where k > 1")
+    tests = [DataTest(name=f"t{i}", kind="test", depends_on=("facts_view",), attached_to=("facts_view",),
+                      sql=sql)
+             for i, sql in enumerate(["select * from facts_view where v is null",
+                                      "select * from facts_view where k > 10",
+                                      "select k from facts_view group by k having count(*) > 1"])]
+    statements: list[str] = []
+    execute = adapter.execute
+    monkeypatch.setattr(adapter, "execute", lambda sql: (statements.append(sql), execute(sql))[1])
+    if adapter.snapshot_min_tests is not None:
+        monkeypatch.setattr(adapter, "snapshot_min_tests", 2)
+    results = run_data_tests(adapter, tests, None, views={"facts_view"})
+    assert [(r.name, r.failures) for r in results] == [("t0", 2), ("t1", 0), ("t2", 0)]
+    assert sorted(e["k"] for e in results[0].examples) == [2, 3]
+    snapshots = [s for s in statements if s.startswith("CREATE TABLE") and "tsnap_facts_view" in s]
+    assert len(snapshots) == (1 if adapter.type == "spark" else 0)
+    assert set(adapter.relation_kinds()) == {"facts", "facts_view"}  # nothing left behind
+    if adapter.type == "spark":
+        assert not adapter.session().catalog.tableExists(f"{adapter.schema}.__tierpool_tsnap_facts_view")

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,6 +203,9 @@ class Adapter(ABC):
     # Whether data tests are counted together (count_each): pays off where each query has a
     # high fixed cost (a Spark job), not on an embedded engine.
     batches_tests = False
+    # A view read by at least this many tests of one batch is read from a snapshot table
+    # (test_snapshots); None: never.
+    snapshot_min_tests: int | None = None
 
     def count_each(self, sqls: Sequence[str]) -> list[int]:
         """Row counts of several queries (project dialect), in one query where that is cheaper.
@@ -211,6 +214,17 @@ class Adapter(ABC):
             Exception: Any of the queries fails (the caller then runs them one by one).
         """
         return [self.count(sql) for sql in sqls]
+
+    @contextmanager
+    def test_snapshots(self, views: Sequence[str], visible: dict[str, str]) -> Iterator[dict[str, str]]:
+        """The relations one batch of tests reads: ``visible`` (relation -> name its current
+        version has), where an engine may read some of ``views`` from a snapshot table.
+
+        Engines that plan a view anew for every query it is in (Spark) snapshot a view that
+        many tests read; the snapshot holds the rows the view returns at that moment, so the
+        tests see exactly what they would have seen, and it is dropped afterwards.
+        """
+        yield visible
 
     @abstractmethod
     def query_read_only(self, sql: str, wait_s: float = 0.0) -> QueryResult:

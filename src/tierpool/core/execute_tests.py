@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import time
+from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from tierpool.adapters import Adapter
@@ -39,21 +41,42 @@ def describe_rule(test: DataTest) -> str:
 
 
 def run_data_tests(
-    adapter: Adapter, tests: list[DataTest], staged: dict[str, str] | None = None
+    adapter: Adapter, tests: list[DataTest], staged: dict[str, str] | None = None,
+    views: Collection[str] = (),
 ) -> list[NodeResult]:
     """Run several data tests; engines with a high per-query cost count them in one query.
 
     If the combined query fails, each test runs alone so the one that cannot run is named.
     Each test's execution_time is its share of the combined count plus its own examples.
+
+    Args:
+        views: Relations that are views: where the engine asks for it, a view many of the
+            tests read is read from a snapshot of its rows (see ``Adapter.test_snapshots``).
     """
     if len(tests) < 2 or not adapter.batches_tests:
         return [run_data_test(adapter, t, staged) for t in tests]
     started = time.perf_counter()
-    sqls = [read_from(t.sql, staged or {}) for t in tests]
+    with adapter.test_snapshots(_snapshotted(adapter, tests, views), staged or {}) as visible:
+        return _counted_together(adapter, tests, visible, started)
+
+
+def _snapshotted(adapter: Adapter, tests: list[DataTest], views: Collection[str]) -> list[str]:
+    """The views at least ``adapter.snapshot_min_tests`` of ``tests`` read."""
+    least = adapter.snapshot_min_tests
+    if least is None:
+        return []
+    readers = Counter(rel for t in tests for rel in {*t.depends_on, *t.attached_to} if rel in views)
+    return sorted(view for view, n in readers.items() if n >= least)
+
+
+def _counted_together(
+    adapter: Adapter, tests: list[DataTest], visible: dict[str, str], started: float
+) -> list[NodeResult]:
+    sqls = [read_from(t.sql, visible) for t in tests]
     try:
         counts = adapter.count_each(sqls)
     except Exception:
-        return [run_data_test(adapter, t, staged) for t in tests]
+        return [run_data_test(adapter, t, visible) for t in tests]
     share = (time.perf_counter() - started) / len(tests)
     results = []
     for test, sql, failures in zip(tests, sqls, counts, strict=True):

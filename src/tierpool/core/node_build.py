@@ -31,6 +31,12 @@ class NodeBuilder:
         self.project, self.options, self.reporter = project, options, reporter
         self.state, self.state_lock = state, state_lock
 
+    @functools.cached_property
+    def _views(self) -> frozenset[str]:
+        """Relations the project builds as views."""
+        return frozenset(n.name for n in self.project.nodes.values()
+                         if n.kind == "sql" and n.materialized == "view")
+
     def fingerprint(self, node: Node) -> str | None:
         try:
             with self.state_lock:
@@ -151,7 +157,7 @@ class NodeBuilder:
         try:
             adapter = session.open()
             if adapter.batches_tests:
-                ran = run_data_tests(adapter, to_run, staged)
+                ran = run_data_tests(adapter, to_run, staged, self._views)
             else:
                 ran = []
                 for test in to_run:
