@@ -13,7 +13,7 @@ def model(ctx):
     calibration = read_settings(ctx.vars, ctx.options, progress=False)
     latest = ctx.ref("latest_fit")
     previous = ctx.previous("holdout_scores")
-    frame = holdout_scores(ctx.ref("residuals"), ctx.ref("request_folds"), latest, previous, settings,
+    frame = holdout_scores(ctx.ref("holdout_rows"), latest, previous, settings,
                            calibration.spec(), FitSettings(**calibration.sampler), log=ctx.log)
     if not settings.holdout_modes:
         ctx.message = "off (vars.validation.holdout_modes is empty)"

@@ -529,3 +529,37 @@ def test_holdout_modes_are_tested_at_the_effective_number_of_groups():
     random = con.sql("select n, n_effective, elpd from coverage_report where mode = 'random' "
                      "and grouping = 'overall'").fetchall()
     assert random == [(100, 100, None)]
+
+
+def test_holdout_rows_are_all_rows_or_a_uniform_sample_of_whole_requests() -> None:
+    """holdout_rows: every residual row with its fold while they number at most
+    validation_max_rows; past it, whole requests kept at rate max_rows / rows, independently of
+    the fold (binomial tolerances at 5 sd)."""
+    con, _ = synth_warehouse(20_000, seed=5)
+    residuals = con.execute("select count(*) from residuals").fetchall()[0][0]
+    load_config(con, validation_max_rows=residuals)
+    build_conformal(con, only={"request_folds", "holdout_rows"})
+    full = con.execute("select indicator, model_id, measured_at, residual, fold from holdout_rows").df()
+    expected = con.execute("select r.indicator, r.model_id, r.measured_at, r.residual, f.fold from residuals r "
+                           "join request_folds f using (request_id)").df()
+    key = ["indicator", "model_id", "measured_at", "residual"]
+    pd.testing.assert_frame_equal(full.sort_values(key).reset_index(drop=True),
+                                  expected.sort_values(key).reset_index(drop=True))
+
+    rate = 0.2
+    load_config(con, validation_max_rows=round(residuals * rate))
+    build_conformal(con, only={"holdout_rows"})
+    per_request = con.execute("""
+        select r.request_id, count(*) as n, f.fold,
+            bool_or(h.residual is not null) as kept, bool_and(h.residual is not null) as whole
+        from residuals r join request_folds f using (request_id)
+        left join holdout_rows h on h.residual = r.residual and h.indicator = r.indicator
+            and h.measured_at = r.measured_at and h.model_id = r.model_id
+        group by r.request_id, f.fold""").df()
+    assert (per_request["kept"] == per_request["whole"]).all()  # requests are kept whole
+    n = per_request["n"].to_numpy(float)
+    kept_rows = n[per_request["kept"].to_numpy()].sum()
+    assert abs(kept_rows - rate * n.sum()) < 5 * math.sqrt(rate * (1 - rate) * (n**2).sum())
+    for fold, group in per_request.groupby("fold"):  # the same rate in every fold
+        m = len(group)
+        assert abs(group["kept"].mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / m), fold

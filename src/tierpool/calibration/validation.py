@@ -74,14 +74,14 @@ def read_validation(vars_: dict[str, Any]) -> ValidationSettings:
 
 
 def holdout_scores(
-    residuals: pd.DataFrame, folds: pd.DataFrame, latest_fit: pd.DataFrame, previous: pd.DataFrame | None,
+    rows: pd.DataFrame, latest_fit: pd.DataFrame, previous: pd.DataFrame | None,
     settings: ValidationSettings, spec: Any, fit_settings: Any, log: Callable[[str], None] = lambda _: None,
 ) -> pd.DataFrame:
     """One row per fit in force, indicator and hold-out mode (:data:`COLUMNS`).
 
     Args:
-        residuals: The ``residuals`` table (ids, measured_at, residual, request_id, indicator).
-        folds: ``request_folds`` (request_id, fold).
+        rows: ``holdout_rows``: residual rows (ids, indicator, measured_at, residual, weight)
+            with their request's ``fold``; all of them, or a uniform sample of requests at scale.
         latest_fit: ``latest_fit``: the fit in force per indicator and its window_end.
         previous: This table's previous rows (reused when fit and settings are unchanged).
         settings: ``vars.validation``.
@@ -99,7 +99,6 @@ def holdout_scores(
     sampler = replace(fit_settings, tune=settings.tune, draws=settings.draws, chains=settings.chains,
                       seed=settings.seed, progress=False)
     key = hashlib.sha256(f"{settings.key()}|{spec!r}".encode()).hexdigest()[:16]
-    rows = residuals.merge(folds[["request_id", "fold"]], on="request_id", how="inner")
     out = []
     for fit in latest_fit.sort_values("indicator").itertuples(index=False):
         kept = _kept(previous, fit.fit_id, fit.indicator, key)
