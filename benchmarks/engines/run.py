@@ -28,24 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py, _measure.py
 from _common import cpu_model, write_section  # noqa: E402
-
-
-def _warehouse_build() -> Any:
-    """benchmarks/warehouse_build/run.py as a module: its measuring helpers are reused here."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "warehouse_build" / "run.py"
-    spec = importlib.util.spec_from_file_location("warehouse_build_run", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_measure = _warehouse_build()
-run_measured, phases = _measure.run_measured, _measure.phases
+from _measure import phases, run_measured  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -140,6 +125,8 @@ def main() -> None:
         for engine, target in (("duckdb", "dev"), ("spark", "spark")):
             results[workload][engine] = r = build(project, target, env, fit_args)
             print(f"{workload} {engine}: exit {r['exit_code']}, {r['wall_s']} s, {r['fit_message']}", flush=True)
+    floor = subprocess.run([sys.executable, str(HERE / "statement_floor.py")], env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     load = os.getloadavg()
@@ -155,6 +142,8 @@ def main() -> None:
         *table(results), "",
         f"Machine: {os.cpu_count()} CPUs, {cpu_model()}; Python {platform.python_version()}; "
         f"date {dt.date.today()}; code: commit {commit}; load average at the end {load[0]:.1f}.",
+        "", "Fixed cost per operation (`benchmarks/engines/statement_floor.py`, same machine, right after; "
+        "median of 7 after a warm-up):", "", floor,
     ]
     if args.note:
         text += ["", args.note]

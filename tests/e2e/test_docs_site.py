@@ -11,36 +11,23 @@ tests skip, except under CI or TIERPOOL_REQUIRE_CHROMIUM=1, where they fail.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import subprocess
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from browser import dump_dom
 from cli_helpers import copy_fixture, invoke
 from click.testing import CliRunner
 from conftest import require_spark, spark_profile
 
 from tierpool.cli import cli
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 BUILT = ("families", "models", "regions", "model_sizes", "family_sizes", "size_history", "region_count",
          "big_models", "small_models", "big_count")
 UNBUILT = "big_share"  # added after the build
-
-
-def _require_chromium() -> str:
-    if CHROMIUM:
-        return CHROMIUM
-    strict = os.environ.get("CI", "").lower() in ("1", "true") or os.environ.get("TIERPOOL_REQUIRE_CHROMIUM") == "1"
-    message = "chromium not installed: run the README's test command (.ci/run) or `apt-get install -y chromium`"
-    if strict:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 class _Dom(HTMLParser):
@@ -75,17 +62,9 @@ class _Dom(HTMLParser):
 
 
 def _dump_dom(page: Path, profile: Path) -> str:
-    """The DOM of a page as headless Chromium builds it."""
-    assert page.is_file(), f"{page} does not exist"
-    result = subprocess.run(
-        [_require_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "<body" in result.stdout, result.stdout[:500]
-    return result.stdout
+    dom = dump_dom(page, profile)
+    assert "<body" in dom, dom[:500]
+    return dom
 
 
 def _target(page: Path, href: str) -> Path:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from browser import dump_dom
 from cli_helpers import copy_fixture, invoke, query
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 SECTIONS = ("shrinkage", "forest", "regions", "new-models", "coverage", "diagnostics")
 # Sets data-images="<count>:<broken>" on <body> once the page (and so every <img>) has loaded.
 IMAGE_CHECK = """<script>
@@ -39,26 +38,9 @@ def _tierpool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=600)
 
 
-def _require_chromium() -> str:
-    if CHROMIUM:
-        return CHROMIUM
-    strict = os.environ.get("CI", "").lower() in ("1", "true") or os.environ.get("TIERPOOL_REQUIRE_CHROMIUM") == "1"
-    message = "chromium not installed: run the README's test command (.ci/run) or `apt-get install -y chromium`"
-    if strict:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _dump_dom(html_file: Path, profile: Path) -> str:
-    """The DOM after load, as headless Chromium sees it (virtual time lets onload run)."""
-    result = subprocess.run(
-        [_require_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--virtual-time-budget=5000", "--dump-dom", html_file.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    """The DOM after load (virtual time lets onload run)."""
+    return dump_dom(html_file, profile, "--virtual-time-budget=5000")
 
 
 def _images_state(page: str, tmp: Path, name: str) -> tuple[int, int]:
