@@ -50,7 +50,7 @@ keyed as (
 tier2_valid as (
     -- Keys with a valid tier-2 row. No aggregate over every tier-2 key is needed: a valid
     -- row is the only row of its key (tier2_checked rejects every copy of a duplicated key).
-    select c.request_id, c.indicator, c.model_id, c.region_id
+    select c.request_id, c.indicator, c.model_id, c.region_id, c.requested_at, c.estimate
     from tier2_checked as c
     where c.reject_reason is null
 ),
@@ -69,6 +69,8 @@ row_checked as (
         coalesce(k.weight_value, 1.0) as weight,
         v.model_id,
         v.region_id,
+        v.requested_at as tier2_requested_at,
+        v.estimate as tier2_estimate,
         case
             when k.request_id is null or k.indicator is null then 'missing_key'
             when i.indicator is null then 'unknown_indicator'
@@ -106,6 +108,8 @@ select
     c.weight,
     c.model_id,
     c.region_id,
+    c.tier2_requested_at,
+    c.tier2_estimate,
     case
         when c.row_reason is not null then c.row_reason
         when s.indicator is not null then 'constant_series'
