@@ -337,6 +337,14 @@ def test_rebuild_reuses_fit_and_appends_nothing(built: Built, copy_built: Path) 
     assert f"reused fit {fit_id} (published)" in result.output
     assert "fitting" not in result.output
     assert table_counts(copy_built) == before
+    # once more with nothing changed (the copy moved every path, so the rebuild above rebuilt
+    # SQL): the Python models write the same rows again (reused fit, kept scores, no interim
+    # data), so nothing downstream of them is rebuilt
+    result = invoke(copy_built, "build", "--no-progress")
+    assert result.exit_code == 0, result.output[-3000:]
+    results = run_results(copy_built)
+    for name in ("priors", "conformal_scores", "coverage_report", "tier2_calibrated"):
+        assert results[name]["message"] == "up to date", (name, results[name])
 
 
 def test_gate_rejection_keeps_previous_priors(copy_built: Path) -> None:

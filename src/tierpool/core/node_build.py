@@ -73,10 +73,12 @@ class NodeBuilder:
                 state.forget_node(node)
                 state.save()
 
-        def record() -> None:  # before the audit: test keys include the new fingerprints
+        def record(staged: dict[str, str] | None = None) -> None:
+            # before the audit: test keys include the new fingerprints
+            contents = _output_digests(session, staged) if node.kind == "python" else None
             with lock:
                 if node.kind == "python":
-                    state.record_python(node, previous, session.written, existed)
+                    state.record_python(node, previous, session.written, existed, contents)
                 else:
                     state.record_node(node, fingerprint)
 
@@ -85,7 +87,7 @@ class NodeBuilder:
 
         def audit(staged: dict[str, str]) -> None:
             nonlocal audited, audit_seconds
-            record()
+            record(staged)
             begun = time.perf_counter()
             audited = self.test_results(tests, session, staged)
             audit_seconds = time.perf_counter() - begun
@@ -173,6 +175,16 @@ class NodeBuilder:
                 self.state.record_test(test, keys[test.name], result.status)
                 results[test.name] = result
         return [results[t.name] for t in tests]
+
+
+def _output_digests(session: Session, staged: dict[str, str] | None) -> dict[str, str]:
+    """A digest of the rows of each output the last Python model wrote ({} if unreadable)."""
+    visible = {rel: (staged or {}).get(rel, rel) for rel in session.written}
+    try:
+        got = session.open().relation_digests(list(visible.values()))
+    except Exception:  # e.g. an empty append output that has no table yet: fresh fingerprints
+        return {}
+    return {rel: got[name] for rel, name in visible.items() if name in got}
 
 
 class _AuditFailed(TierpoolError):

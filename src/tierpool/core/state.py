@@ -303,20 +303,26 @@ class BuildState:
 
     def record_python(
         self, node: Node, previous: dict[str, str | None], written: dict[str, int],
-        existed: dict[str, bool],
+        existed: dict[str, bool], contents: dict[str, str] | None = None,
     ) -> None:
         """A Python model wrote its outputs: derive each output's new fingerprint.
 
-        An ``append`` output that received no row, existed before and had a fingerprint
-        keeps it; any other output gets a fresh one (a ``table`` output always changes).
+        ``contents``: a digest of the rows of each output (``Adapter.relation_digests``);
+        an output with one is fingerprinted by it, so a model that wrote the same rows
+        again (a reused fit, kept hold-out scores, no interim data) leaves its downstream
+        up to date. Without one, an ``append`` output that received no row, existed before
+        and had a fingerprint keeps it; any other output gets a fresh one.
         """
         specs = {o.name: o for o in getattr(node, "outputs", ())}
+        contents = contents or {}
         for rel in node.relations:
             prev, rows = previous.get(rel), written.get(rel)
             spec = specs.get(rel)
             kept = spec is not None and spec.materialized == "append" and rows == 0
-            if kept and prev is not None and existed.get(rel):
-                fp: str = prev
+            if rel in contents:
+                fp = _digest("python-rows", rel, contents[rel])
+            elif kept and prev is not None and existed.get(rel):
+                fp = prev
             else:
                 fp = _digest("python", node.name, rel, prev, rows, time.time_ns())
             self.current[rel] = fp
