@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py, _measure.py
 from _common import cpu_model, write_section  # noqa: E402
-from _measure import phases, run_measured  # noqa: E402
+from _measure import phases, run_measured, without_validation  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -38,17 +38,6 @@ WORK = ROOT / "benchmarks" / "work" / "engines"
 SECTION = "## engines"
 PROJECT_PARTS = ("seeds", "sql", "python_models", "tests/data", "profiles.yml", "tierpool_project.yml")
 PHASES = ("staging_sql_s", "fit_s", "after_fit_sql_s", "data_tests_s", "overhead_s")
-
-
-def without_validation(project: Path) -> Path:
-    """Turn off the hold-out refits (vars.validation): pandas work, the same on both engines."""
-    import yaml
-
-    path = project / "tierpool_project.yml"
-    config = yaml.safe_load(path.read_text())
-    config.get("vars", {}).pop("validation", None)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return project
 
 
 def demo_project() -> Path:

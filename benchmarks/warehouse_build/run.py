@@ -42,7 +42,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py, _measure.py
 from _common import cpu_model, write_section  # noqa: E402
-from _measure import phases, run_measured  # noqa: E402
+from _measure import phases, run_measured, without_validation  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -161,6 +161,8 @@ def bench(rows: int, env: dict[str, str], fit_args: list[str], seed: int, args: 
     project, synth_s = synth_project(rows, env, seed, work, args.reuse_synth)
     shutil.rmtree(project / "target", ignore_errors=True)  # a cold build: no warehouse, no fit
     temp_dir = write_profile(project, memory_limit, args.temp_directory, args.threads, args.settings)
+    if args.no_validation:
+        without_validation(project)
     size_mb = sum(p.stat().st_size for p in (project / "data").rglob("*.parquet")) / 2**20
     build_cmd = [sys.executable, "-m", "tierpool", "build", "--project-dir", str(project), "--no-progress", *fit_args]
     tag = f"{rows}_{memory_limit or 'default'}"
@@ -334,6 +336,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="profile threads (nodes built at once)")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="a DuckDB setting for the dev output's settings: (YAML value), repeatable")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="turn off the hold-out refits (vars.validation): a per-fit cost, not a per-row one")
     parser.add_argument("--work-dir", default=str(WORK), help="where the synth projects go")
     parser.add_argument("--reuse-synth", action="store_true",
                         help="reuse a synth project of the same rows and seed left by an earlier run")
