@@ -85,17 +85,47 @@ def spark_profile(root: Path, schema: str) -> str:
     )
 
 
-@pytest.fixture
-def make_target(spark_root: Path, tmp_path: Path) -> Callable[[str], object]:
-    """``make_target("duckdb" | "spark")``: a fresh, empty warehouse of that engine."""
-    import uuid
+_SCHEMA_SLOTS: dict[str, int] = {}  # test node id -> databases it has been given
 
+
+def fresh_spark_schema(root: Path, test_id: str) -> str:
+    """An empty Spark database for one test of this worker: reused from earlier tests, emptied.
+
+    A new database costs ~6 s on a warm session (tierpool creates its 25 SQL functions in
+    it, one Derby write each); the Spark tests are ~50, so each worker keeps a few databases
+    (one per database a test asks for) and drops their tables and views before handing one
+    out. The functions stay: they do not depend on the test.
+    """
+    slot = _SCHEMA_SLOTS[test_id] = _SCHEMA_SLOTS.get(test_id, -1) + 1
+    schema = f"t_reused_{slot}"
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return schema
+    spark = SparkSession.getActiveSession()
+    if spark is not None and spark.catalog.databaseExists(schema):
+        for table in spark.catalog.listTables(schema):
+            if not table.isTemporary:
+                kind = "VIEW" if table.tableType == "VIEW" else "TABLE"
+                spark.sql(f"DROP {kind} IF EXISTS `{schema}`.`{table.name}`")
+    return schema
+
+
+@pytest.fixture
+def spark_schema(spark_root: Path, request: pytest.FixtureRequest) -> Callable[[], str]:
+    """``spark_schema()``: the name of an empty database of this worker's Spark session."""
+    return lambda: fresh_spark_schema(spark_root, request.node.nodeid)
+
+
+@pytest.fixture
+def make_target(spark_root: Path, tmp_path: Path, spark_schema: Callable[[], str]) -> Callable[[str], object]:
+    """``make_target("duckdb" | "spark")``: a fresh, empty warehouse of that engine."""
     from tierpool.core.config import target_from_output
 
     def make(engine: str) -> object:
         if engine == "spark":
             require_spark()
-            schema = f"t_{uuid.uuid4().hex[:10]}"
+            schema = spark_schema()
             import yaml
 
             output = yaml.safe_load(spark_profile(spark_root, schema))

@@ -129,11 +129,10 @@ def test_log_file_and_json_log(tmp_path):
     assert "Done. PASS=18 WARN=1 ERROR=0 SKIP=0 TOTAL=19" in log
 
 
-def test_parallel_build_on_spark(tmp_path, spark_root):
+def test_parallel_build_on_spark(tmp_path, spark_root, spark_schema):
     from conftest import require_spark, spark_profile
 
     require_spark()
-    import uuid
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -143,7 +142,7 @@ def test_parallel_build_on_spark(tmp_path, spark_root):
                              "region_class_id": ["western-eu-grid", "nordic"]}), project / "data" / "regions.parquet")
     (project / "sql" / "sources.yml").write_text(
         "sources:\n  - name: regions\n    expression: \"read_parquet('data/regions.parquet')\"\n")
-    spark = "\n".join("      " + line for line in spark_profile(spark_root, f"par_{uuid.uuid4().hex[:8]}").splitlines())
+    spark = "\n".join("      " + line for line in spark_profile(spark_root, spark_schema()).splitlines())
     (project / "profiles.yml").write_text(
         "tierpool:\n  target: spark\n  outputs:\n"
         f"    spark:\n{spark}\n      threads: 4\n")

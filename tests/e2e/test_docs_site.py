@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -206,11 +206,11 @@ def test_docs_before_any_build_and_errors(tmp_path: Path) -> None:
     assert "does not exist" in missing.output and "Traceback" not in missing.output
 
 
-def test_docs_on_spark_show_spark_types(tmp_path: Path, spark_root: Path) -> None:
+def test_docs_on_spark_show_spark_types(tmp_path: Path, spark_root: Path, spark_schema: Callable[[], str]) -> None:
     require_spark()
     project = tmp_path / "wh"
     assert CliRunner().invoke(cli, ["init", str(project)]).exit_code == 0
-    schema = f"docs_{uuid.uuid4().hex[:10]}"
+    schema = spark_schema()
     spark = "\n".join("      " + line for line in spark_profile(spark_root, schema).splitlines())
     (project / "profiles.yml").write_text(
         "tierpool:\n  target: dev\n  outputs:\n"

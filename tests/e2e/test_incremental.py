@@ -11,7 +11,6 @@ The project: a seed of events (the event parent, through the view stg_events) an
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ def project(request: pytest.FixtureRequest, project_factory: Any) -> tuple[Path,
         require_spark()
         spark_root = request.getfixturevalue("spark_root")
         profile += "    spark:\n" + "\n".join(
-            "      " + line for line in spark_profile(spark_root, f"inc_{uuid.uuid4().hex[:10]}").splitlines()) + "\n"
+            "      " + line for line in spark_profile(spark_root, request.getfixturevalue("spark_schema")()).splitlines()) + "\n"
     root = project_factory({**FILES, "profiles.yml": profile})
     return root, "spark" if request.param == "spark" else "dev"
 

@@ -8,7 +8,7 @@ The source reads a Parquet file (``read_parquet`` in the project's DuckDB SQL be
 from __future__ import annotations
 
 import json
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,8 +21,7 @@ RELATIONS = ("models", "families", "model_sizes", "family_sizes", "size_history"
              "big_models", "small_models", "big_count")
 
 
-def _profile(project: Path, spark_root: Path, python_max_rows: int | None = None) -> None:
-    schema = f"e2e_{uuid.uuid4().hex[:10]}"
+def _profile(project: Path, spark_root: Path, schema: str, python_max_rows: int | None = None) -> None:
     spark = "\n".join("      " + line for line in spark_profile(spark_root, schema).splitlines())
     if python_max_rows is not None:
         spark += f"\n      python_max_rows: {python_max_rows}"
@@ -34,7 +33,7 @@ def _profile(project: Path, spark_root: Path, python_max_rows: int | None = None
 
 
 @pytest.fixture()
-def project(tmp_path: Path, spark_root: Path) -> Path:
+def project(tmp_path: Path, spark_root: Path, spark_schema: Callable[[], str]) -> Path:
     require_spark()
     path = copy_fixture("run_basic", tmp_path)
     regions = path / "data" / "regions.parquet"
@@ -42,7 +41,7 @@ def project(tmp_path: Path, spark_root: Path) -> Path:
                              "region_class_id": ["western-eu-grid", "nordic"]}), regions)
     (path / "sql" / "sources.yml").write_text(
         "sources:\n  - name: regions\n    expression: \"read_parquet('data/regions.parquet')\"\n")
-    _profile(path, spark_root)
+    _profile(path, spark_root, spark_schema())
     return path
 
 
@@ -91,8 +90,10 @@ def test_failing_error_test_and_show_on_spark(project: Path) -> None:
     assert shown.exit_code == 0 and "family_id" in shown.output
 
 
-def test_python_model_input_past_row_limit_is_refused(project: Path, spark_root: Path) -> None:
-    _profile(project, spark_root, python_max_rows=2)
+def test_python_model_input_past_row_limit_is_refused(
+    project: Path, spark_root: Path, spark_schema: Callable[[], str]
+) -> None:
+    _profile(project, spark_root, spark_schema(), python_max_rows=2)
     result = invoke(project, "build", "--target", "spark")
     assert result.exit_code == 1
     failed = run_results(project)["split"]

@@ -9,7 +9,6 @@ what a reader gets all stay exactly as they were. Warn tests do not block publis
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,7 +29,7 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
         require_spark()
         spark_root = request.getfixturevalue("spark_root")
         spark = "\n".join("      " + line for line in
-                          spark_profile(spark_root, f"wap_{uuid.uuid4().hex[:10]}").splitlines())
+                          spark_profile(spark_root, request.getfixturevalue("spark_schema")()).splitlines())
         (path / "profiles.yml").write_text(
             "tierpool:\n  target: dev\n  outputs:\n"
             "    dev:\n      type: duckdb\n      path: target/warehouse.duckdb\n"
