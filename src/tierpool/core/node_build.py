@@ -75,7 +75,7 @@ class NodeBuilder:
 
         def record(staged: dict[str, str] | None = None) -> None:
             # before the audit: test keys include the new fingerprints
-            contents = _output_digests(session, staged) if node.kind == "python" else None
+            contents = _output_digests(session, staged, existed) if node.kind == "python" else None
             with lock:
                 if node.kind == "python":
                     state.record_python(node, previous, session.written, existed, contents)
@@ -177,12 +177,22 @@ class NodeBuilder:
         return [results[t.name] for t in tests]
 
 
-def _output_digests(session: Session, staged: dict[str, str] | None) -> dict[str, str]:
-    """A digest of the rows of each output the last Python model wrote ({} if unreadable)."""
-    visible = {rel: (staged or {}).get(rel, rel) for rel in session.written}
+def _output_digests(
+    session: Session, staged: dict[str, str] | None, existed: dict[str, bool]
+) -> dict[str, str]:
+    """A digest of the rows of each output the last Python model wrote ({} if unreadable).
+
+    An output that got no row and did not exist before may have no table: it is left out
+    (a failing query would abort the audit's transaction on DuckDB), so it gets a fresh
+    fingerprint.
+    """
+    visible = {rel: (staged or {}).get(rel, rel) for rel, rows in session.written.items()
+               if rows or existed.get(rel)}
+    if not visible:
+        return {}
     try:
         got = session.open().relation_digests(list(visible.values()))
-    except Exception:  # e.g. an empty append output that has no table yet: fresh fingerprints
+    except Exception:  # a fresh fingerprint for each output, as before content digests
         return {}
     return {rel: got[name] for rel, name in visible.items() if name in got}
 
