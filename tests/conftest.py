@@ -102,7 +102,12 @@ def fresh_spark_schema(root: Path, test_id: str) -> str:
         from pyspark.sql import SparkSession
     except ImportError:
         return schema
-    spark = SparkSession.getActiveSession()
+    from tierpool.adapters.spark_session import _own_session
+
+    active = SparkSession.getActiveSession()
+    # Dropped in tierpool's own session: a session caches the relations it resolved, and a
+    # table dropped by another session (a test's caller session) would stay cached in it.
+    spark = _own_session(active) if active is not None else None
     if spark is not None and spark.catalog.databaseExists(schema):
         for table in spark.catalog.listTables(schema):
             if not table.isTemporary:
