@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+STAGE_PREFIX = "__tierpool_stage_"
+VIEW_STAGE_PREFIX = "__tierpool_vstage_"
+SNAPSHOT_PREFIX = "__tierpool_tsnap_"  # a view's rows, while its tests run
+
 
 class StagedPublish:
     """The writes of one audited block: what to publish, and what to drop on failure."""
