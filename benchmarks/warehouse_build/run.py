@@ -206,7 +206,8 @@ def _profile_text(profile: dict[str, Any]) -> str:
         parts.append(f"temp_directory {profile['temp_directory']}")
     if profile.get("threads"):
         parts.append(f"threads {profile['threads']}")
-    parts += [f"{key} {value}" for key, value in (profile.get("settings") or {}).items()]
+    # as profiles.yml spells the value (false, not Python's False)
+    parts += [f"{key} {yaml.safe_dump(value).splitlines()[0]}" for key, value in (profile.get("settings") or {}).items()]
     return ", ".join(parts)
 
 
