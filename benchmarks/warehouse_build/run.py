@@ -199,9 +199,7 @@ def _code_state() -> str:
 
 
 def _profile_text(profile: dict[str, Any]) -> str:
-    if not profile.get("memory_limit"):
-        return "default" + (f", threads {profile['threads']}" if profile.get("threads") else "")
-    parts = [f"memory_limit {profile['memory_limit']}"]
+    parts = [f"memory_limit {profile['memory_limit']}" if profile.get("memory_limit") else "default"]
     if profile.get("temp_directory"):
         parts.append(f"temp_directory {profile['temp_directory']}")
     if profile.get("threads"):

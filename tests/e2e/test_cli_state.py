@@ -190,3 +190,42 @@ def test_python_model_always_runs_and_empty_append_keeps_downstream(project):
     assert run_results(project)["log_sizes"]["rows"] == 1
     assert got["log_total"] == ("success", "") and got["not_null_size_log_model_id"] == ("pass", "")
     assert query(project, "select n from log_total") == [(5,)]
+
+
+OFF_STEP_MODEL = '''
+outputs = ("step_rows",)
+
+
+def model(ctx):
+    import pandas as pd
+
+    if not ctx.vars.get("step_on"):  # a step that is off returns before reading its input
+        ctx.message = "off"
+        return pd.DataFrame({"model_id": pd.Series([], dtype=str)})
+    return ctx.ref("unreadable")[["model_id"]]
+'''
+OFF_STEP_YML = """models:
+  - name: step_rows
+    columns:
+      - {name: model_id, data_type: VARCHAR}
+"""
+
+
+def test_a_step_that_is_off_reads_nothing_and_its_empty_output_keeps_downstream(project):
+    # a view that fails when read (its build only creates it): a model reading it fails
+    (project / "sql" / "unreadable.sql").write_text("select model_id, cast('not a number' as integer) as n from models\n")
+    (project / "python_models" / "off_step.py").write_text(OFF_STEP_MODEL)
+    (project / "python_models" / "off_step.yml").write_text(OFF_STEP_YML)
+    (project / "sql" / "step_total.sql").write_text("select count(*) as n from step_rows\n")
+    models_yml = project / "sql" / "models.yml"
+    models_yml.write_text(models_yml.read_text() + "  - name: step_total\n    config: {materialized: table}\n")
+    first = invoke(project, "build")
+    assert first.exit_code == 0, first.output
+    assert statuses(project)["off_step"] == ("success", "off") and statuses(project)["step_total"] == ("success", "")
+    # the very next build: the empty output is the same (no row), so its downstream is up to date
+    assert invoke(project, "build").exit_code == 0
+    assert statuses(project)["step_total"] == ("success", "up to date")
+    # turned on, the model reads the input, and its error is the node's
+    on = invoke(project, "build", "--vars", "{step_on: true}")
+    assert on.exit_code == 1
+    assert statuses(project)["off_step"][0] == "error" and "not a number" in on.output

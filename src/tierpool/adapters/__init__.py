@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierpool.adapters.base import (
+    EMPTY_DIGEST,
     UNKNOWN,
     Adapter,
     FrameOutput,
@@ -22,7 +23,7 @@ from tierpool.adapters.base import (
 if TYPE_CHECKING:
     from tierpool.core.config import Target
 
-__all__ = ["UNKNOWN", "Adapter", "FrameOutput", "QueryResult", "Schema", "adapter_for", "strip_sql"]
+__all__ = ["EMPTY_DIGEST", "UNKNOWN", "Adapter", "FrameOutput", "QueryResult", "Schema", "adapter_for", "strip_sql"]
 
 
 def adapter_for(target: Target, root: Path, read_only: bool = False) -> Adapter:

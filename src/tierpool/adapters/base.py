@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 Schema = dict[str, str]  # column (lower case) -> type name
 UNKNOWN = "?"  # ``existing`` argument: look the relation's current kind up
+# relation_digests of a relation without rows: "<row count>:<sum of row hashes>"
+EMPTY_DIGEST = "0:"
 
 _TRAILING_SEMICOLON = re.compile(r";\s*(--[^\n]*\s*)*$")
 
@@ -342,7 +344,8 @@ class Adapter(ABC):
     @abstractmethod
     def relation_digests(self, relations: Sequence[str]) -> dict[str, str]:
         """A digest of each relation's rows, in one query: the same rows (in any order) give
-        the same digest on this engine, other rows almost surely another one.
+        the same digest on this engine, other rows almost surely another one; a relation
+        with no row gives :data:`EMPTY_DIGEST` on every engine.
 
         Incremental models compare their lookup parents' digests between builds.
         """

@@ -1,17 +1,41 @@
 """ModelContext: what a Python model's ``model(ctx)`` receives.
 
-Everything is read before the model runs (inputs and the previous contents of its
-outputs, as pandas DataFrames), so the DuckDB connection can be closed while the
-model works: other processes can query the warehouse during a long fit.
+The warehouse connection is released while the model works, so other processes can
+query the warehouse during a long fit. An input (or the previous contents of an output)
+is read as a pandas DataFrame when the model first asks for it, with the connection
+reopened for that read only: a model that returns early (e.g. a step that is turned
+off) reads nothing, however many rows its inputs hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from tierpool.errors import ModelError
+
+
+class LazyFrames(Mapping[str, Any]):
+    """Relations read on first access (``read(name)``), each once; keys as given."""
+
+    def __init__(self, names: list[str], read: Callable[[str], Any]) -> None:
+        self._names = list(dict.fromkeys(names))
+        self._read = read
+        self._frames: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._frames:
+            self._frames[name] = self._read(name)
+        return self._frames[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 class ModelContext:
@@ -33,8 +57,8 @@ class ModelContext:
         self,
         name: str,
         path: Path | None,
-        inputs: dict[str, Any],
-        previous: dict[str, Any],
+        inputs: Mapping[str, Any],
+        previous: Mapping[str, Any],
         vars: dict[str, Any],
         options: dict[str, Any],
         project_dir: Path,
@@ -44,8 +68,9 @@ class ModelContext:
     ) -> None:
         self.name = name
         self.path = path
-        self._inputs = {k.lower(): v for k, v in inputs.items()}
-        self._previous = {k.lower(): v for k, v in previous.items()}
+        # lower-case name -> the key as given: values are only looked up (read) on use
+        self._inputs, self._input_keys = inputs, {k.lower(): k for k in inputs}
+        self._previous, self._previous_keys = previous, {k.lower(): k for k in previous}
         self.vars = dict(vars)
         self.options = dict(options)
         self.project_dir = Path(project_dir)
@@ -63,14 +88,14 @@ class ModelContext:
                 before anything runs).
         """
         key = str(name).lower()
-        if key not in self._inputs:
-            known = ", ".join(sorted(self._inputs)) or "none"
+        if key not in self._input_keys:
+            known = ", ".join(sorted(self._input_keys)) or "none"
             raise ModelError(
                 f"{self.path or self.name}: ctx.ref({name!r}) is not a dependency of this model "
                 f"(literal refs found in the file: {known}). Write refs as string literals, "
                 f'e.g. ctx.ref("{key}"), so tierpool can see them without running the file.'
             )
-        return self._inputs[key]
+        return self._inputs[self._input_keys[key]]
 
     def previous(self, output: str) -> Any | None:
         """The output table's contents before this run, or None if it does not exist yet.
@@ -79,13 +104,13 @@ class ModelContext:
             ModelError: ``output`` is not one of this model's declared outputs.
         """
         key = str(output).lower()
-        if key not in self._previous:
-            known = ", ".join(sorted(self._previous)) or "none"
+        if key not in self._previous_keys:
+            known = ", ".join(sorted(self._previous_keys)) or "none"
             raise ModelError(
                 f"{self.path or self.name}: ctx.previous({output!r}): not an output of this "
                 f"model (outputs: {known})"
             )
-        return self._previous[key]
+        return self._previous[self._previous_keys[key]]
 
     def log(self, message: str) -> None:
         """Print a line under the node's line in the build output."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tierpool.adapters import Adapter, FrameOutput, adapter_for
 from tierpool.core import incremental as inc
-from tierpool.core.context import ModelContext
+from tierpool.core.context import LazyFrames, ModelContext
 from tierpool.core.nodes import Node, PythonModel
 from tierpool.core.project_model import display_path
 from tierpool.errors import ModelError, TierpoolError
@@ -249,16 +249,26 @@ def _detach(data: Any) -> Any:
     return data
 
 
-def _read_inputs(session: Session, node: PythonModel) -> tuple[dict, dict]:
-    adapter = session.open()
+def _lazy_inputs(session: Session, node: PythonModel) -> tuple[LazyFrames, LazyFrames]:
+    """The model's inputs and its outputs' previous contents, each read when first used.
+
+    The session is released while the model runs; a read reopens it for that read only.
+    """
     own = {o.name for o in node.outputs}
-    inputs = {rel: adapter.read_frame(rel) for rel in node.depends_on if rel not in own}
-    previous = {
-        o.name: adapter.read_frame(o.name) if session.kind(o.name) else None
-        for o in node.outputs
-    }
+
+    def read(relation: str, previous: bool) -> Any:
+        adapter = session.open(wait_s=REOPEN_WAIT_S)
+        try:
+            if previous and not session.kind(relation):
+                return None
+            return adapter.read_frame(relation)
+        finally:
+            session.release()
+
+    previous = LazyFrames([o.name for o in node.outputs], lambda rel: read(rel, True))
     # A model may ref one of its own outputs: that is its previous version.
-    inputs.update({rel: previous[rel] for rel in node.depends_on if rel in own})
+    inputs = LazyFrames(list(node.depends_on),
+                        lambda rel: previous[rel] if rel in own else read(rel, False))
     return inputs, previous
 
 
@@ -283,7 +293,7 @@ def build_python(
     """
     path = resolve(session.root, node.path)
     shown = display_path(session.root, path)
-    inputs, previous = _read_inputs(session, node)
+    inputs, previous = _lazy_inputs(session, node)
     session.release()
     try:
         ctx = ModelContext(

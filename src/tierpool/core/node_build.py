@@ -13,6 +13,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from tierpool.adapters import EMPTY_DIGEST
 from tierpool.core.materialize import Session, build_node, resolve
 from tierpool.core.nodes import DataTest, Node
 from tierpool.core.results import NodeResult, Reporter, RunOptions
@@ -182,19 +183,20 @@ def _output_digests(
 ) -> dict[str, str]:
     """A digest of the rows of each output the last Python model wrote ({} if unreadable).
 
-    An output that got no row and did not exist before may have no table: it is left out
-    (a failing query would abort the audit's transaction on DuckDB), so it gets a fresh
-    fingerprint.
+    An output that got no row and did not exist before is empty: its digest is known
+    without a query (its table may not exist yet while audited, and a failing query would
+    abort the audit's transaction on DuckDB). So a model that writes no row, build after
+    build, leaves its downstream up to date from the second build on.
     """
-    visible = {rel: (staged or {}).get(rel, rel) for rel, rows in session.written.items()
-               if rows or existed.get(rel)}
+    empty = {rel: EMPTY_DIGEST for rel, rows in session.written.items() if not rows and not existed.get(rel)}
+    visible = {rel: (staged or {}).get(rel, rel) for rel in session.written if rel not in empty}
     if not visible:
-        return {}
+        return empty
     try:
         got = session.open().relation_digests(list(visible.values()))
     except Exception:  # a fresh fingerprint for each output, as before content digests
         return {}
-    return {rel: got[name] for rel, name in visible.items() if name in got}
+    return {**empty, **{rel: got[name] for rel, name in visible.items() if name in got}}
 
 
 class _AuditFailed(TierpoolError):
