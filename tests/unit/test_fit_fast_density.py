@@ -14,13 +14,13 @@ import pytest
 
 from tierpool.fit import DEFAULT_HIERARCHY, fast_density, spec_from_config
 from tierpool.fit.build import build_model
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.spec import (
     FitSpec,
     Side,
     default_spec,
     eight_schools_spec,
     three_level_spec,
-    validate_cells,
 )
 from tierpool.fit.structure import build_structure
 from tierpool.fit.synthetic import draw_synthetic

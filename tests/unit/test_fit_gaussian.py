@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.gaussian import draw_locations, marginal_loglik_np
 from tierpool.fit.spec import (
     FitSpec,
@@ -16,7 +17,6 @@ from tierpool.fit.spec import (
     Side,
     default_spec,
     three_level_spec,
-    validate_cells,
 )
 from tierpool.fit.structure import build_structure
 from tierpool.fit.synthetic import draw_synthetic

@@ -20,10 +20,11 @@ from test_fit_weighted_rows import KEYS, _tree_cov, _weighted_rows
 from tierpool.errors import FitError
 from tierpool.fit import fast_density, spec_from_config
 from tierpool.fit.build import build_model
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.compare import cells_from_rows
 from tierpool.fit.gaussian import draw_locations, marginal_loglik_np
 from tierpool.fit.interaction import CellData, gamma_moments
-from tierpool.fit.spec import default_spec, validate_cells
+from tierpool.fit.spec import default_spec
 from tierpool.fit.structure import build_structure
 
 

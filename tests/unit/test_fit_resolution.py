@@ -21,8 +21,9 @@ from scipy import integrate, stats
 from tierpool.errors import FitError
 from tierpool.fit import fast_density
 from tierpool.fit.build import build_model
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.gaussian import marginal_loglik_np
-from tierpool.fit.spec import FitSpec, Level, Side, default_spec, validate_cells
+from tierpool.fit.spec import FitSpec, Level, Side, default_spec
 from tierpool.fit.structure import build_structure
 
 DELTA = 0.05  # large, so that the floor's effect is far above the tolerances

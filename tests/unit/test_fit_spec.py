@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from tierpool.errors import FitError
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.spec import (
     default_spec,
     eight_schools_spec,
     three_level_spec,
-    validate_cells,
 )
 from tierpool.fit.structure import build_structure
 

@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, stats
-
 from test_fit_sampling import _mcse_sd
 
 from tierpool.errors import FitError
 from tierpool.fit import fast_density
 from tierpool.fit.build import build_model
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.compare import cell_log_density, cells_from_rows
 from tierpool.fit.gaussian import draw_locations, marginal_loglik_np
-from tierpool.fit.spec import FitSpec, Level, Side, default_spec, validate_cells
+from tierpool.fit.spec import FitSpec, Level, Side, default_spec
 from tierpool.fit.structure import build_structure
 
 KEYS = ["family_id", "model_id", "region_class_id", "region_id"]

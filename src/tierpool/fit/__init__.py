@@ -15,6 +15,7 @@ from tierpool.fit.api import (
     fit_indicators,
     package_versions,
 )
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.config import DEFAULT_HIERARCHY, spec_from_config
 from tierpool.fit.gate import GateThresholds, GateVerdict, evaluate_gate
 from tierpool.fit.sample import FitSettings, clear_compile_cache
@@ -27,7 +28,6 @@ from tierpool.fit.spec import (
     default_spec,
     eight_schools_spec,
     three_level_spec,
-    validate_cells,
 )
 from tierpool.fit.synthetic import SyntheticData, draw_synthetic
 

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from tierpool.errors import FitError
+from tierpool.fit.cells_check import validate_cells
 from tierpool.fit.diagnostics import summarise
 from tierpool.fit.gate import GateThresholds, GateVerdict, evaluate_gate
 from tierpool.fit.posterior import add_locations, level_tables, tidy_posterior
 from tierpool.fit.predictive import predictive_table
 from tierpool.fit.sample import FitSettings, sample_scales
-from tierpool.fit.spec import FitSpec, default_spec, validate_cells
+from tierpool.fit.spec import FitSpec, default_spec
 from tierpool.fit.structure import Structure, build_structure
 
 

@@ -89,7 +89,7 @@ class Structure:
 
 
 def build_structure(cells: pd.DataFrame, spec: FitSpec, catalogue: pd.DataFrame | None = None) -> Structure:
-    """Lay out a validated cells frame (see ``spec.validate_cells``) for the model.
+    """Lay out a validated cells frame (see ``cells_check.validate_cells``) for the model.
 
     Args:
         cells: Validated cells, one row per (main leaf, additive leaf).
